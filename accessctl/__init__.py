@@ -1,0 +1,1 @@
+"""Who may see what: policies, purposes of use, break-glass, SQL rewriting, masking, disclosure."""

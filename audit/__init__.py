@@ -1,0 +1,1 @@
+"""The hash-chained audit store, its pipeline, anomaly models, alerts and reports."""

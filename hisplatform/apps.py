@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class HisPlatformConfig(AppConfig):
+    name = "hisplatform"
+    verbose_name = "Platform"

@@ -1,0 +1,95 @@
+"""Typed readers for settings taken from the environment; each rejects a bad value loudly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(name: str, default: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    value = _raw(name, environ)
+    if value is not None:
+        return value
+    if default is None:
+        raise ImproperlyConfigured(f"{name} must be set in the environment.")
+    return default
+
+
+def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of {sorted(_TRUE | _FALSE)}, not {value!r}.")
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}.")
+    return number
+
+
+def env_list(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
+    value = _raw(name, environ)
+    if value is None:
+        return list(default)
+    items = [item.strip() for item in value.split(",")]
+    if any(item == "" for item in items):
+        raise ImproperlyConfigured(f"{name} is a comma-separated list with an empty item: {value!r}.")
+    return items
+
+
+_URL_SCHEMES = {
+    "database": {"sqlite", "postgres", "postgresql"},
+    "warehouse": {"sqlite", "postgres", "postgresql"},
+    "broker": {"redis", "rediss", "memory"},
+}
+
+
+def env_url(name: str, default: str, *, kind: str, environ: Mapping[str, str] | None = None) -> str:
+    """A URL whose scheme must be one the platform supports for this kind of service."""
+    value = _raw(name, environ) or default
+    parts = urlsplit(value)
+    allowed = _URL_SCHEMES[kind]
+    if parts.scheme not in allowed:
+        raise ImproperlyConfigured(
+            f"{name} must be a URL with scheme {' or '.join(sorted(allowed))}, not {value!r}."
+        )
+    if parts.scheme == "sqlite" and parts.path in ("", "/"):
+        raise ImproperlyConfigured(f"{name} names no SQLite file: {value!r}.")
+    if parts.scheme.startswith("postgres") and not parts.path.strip("/"):
+        raise ImproperlyConfigured(f"{name} names no PostgreSQL database: {value!r}.")
+    return value

@@ -1,0 +1,1 @@
+"""The warehouse: the HIS/LIS extract's schema, the demo generator, loaders and the read-only executor."""

@@ -1,0 +1,1 @@
+"""Question -> plan -> SQL: semantic layer, parser, compiler, explanations, evaluation."""

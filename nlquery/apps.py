@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class NlqueryConfig(AppConfig):
+    name = "nlquery"
+    verbose_name = "Natural-language queries"
