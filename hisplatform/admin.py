@@ -5,12 +5,12 @@ from django.contrib.auth.models import User
 from hisplatform.models import ProjectMembership, ResearchProject, StaffProfile
 
 
-class StaffProfileInline(admin.StackedInline):
+class StaffProfileInline(admin.StackedInline[StaffProfile, User]):
     model = StaffProfile
     can_delete = False
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(admin.TabularInline[ProjectMembership, ResearchProject]):
     model = ProjectMembership
     extra = 0
     autocomplete_fields = ["user"]
@@ -20,7 +20,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class StaffUserAdmin(UserAdmin):
+class StaffUserAdmin(UserAdmin[User]):
     inlines = [StaffProfileInline]
     list_display = ("username", "first_name", "last_name", "role", "department", "is_active")
     list_select_related = ("profile",)
@@ -37,14 +37,14 @@ class StaffUserAdmin(UserAdmin):
 
 
 @admin.register(StaffProfile)
-class StaffProfileAdmin(admin.ModelAdmin):
+class StaffProfileAdmin(admin.ModelAdmin[StaffProfile]):
     list_display = ("user", "role", "department", "staff_id")
     list_filter = ("role", "department")
     search_fields = ("user__username", "user__last_name")
 
 
 @admin.register(ResearchProject)
-class ResearchProjectAdmin(admin.ModelAdmin):
+class ResearchProjectAdmin(admin.ModelAdmin[ResearchProject]):
     list_display = ("code", "title", "approved_on", "expires_on")
     search_fields = ("code", "title")
     inlines = [MembershipInline]

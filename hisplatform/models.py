@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 
 
@@ -74,7 +75,9 @@ class ResearchProject(models.Model):
     ethics_reference = models.CharField(max_length=60, help_text="The approving committee's reference.")
     approved_on = models.DateField(null=True, blank=True)
     expires_on = models.DateField()
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="projects")
+    members: models.ManyToManyField[User, ProjectMembership] = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="projects"
+    )
 
     class Meta:
         ordering = ["code"]

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from hisplatform.env import env_bool, env_int, env_list, env_str, env_url
+
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("HIS_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-_DEV_SECRET = "insecure-development-key-only-for-debug-and-tests"
+_DEV_SECRET = "insecure-development-key-only-for-debug-and-tests"  # noqa: S105 - refused below unless DEBUG
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET if DEBUG else None)
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
     raise ImproperlyConfigured("SECRET_KEY must be set to a secret value when DEBUG is off.")
@@ -37,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -65,7 +69,13 @@ TEMPLATES = [
 
 # Application database: users, policies, the audit store. The embedded default is a SQLite file.
 DATABASE_URL = env_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'app.sqlite3'}", kind="database")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))}
+for _url in (DATABASE_URL,):
+    if _url.startswith("sqlite:///"):
+        # The embedded default keeps its files under var/; create it so a fresh clone just works.
+        Path(_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The audit store appends from several threads (dev server) and processes (worker);
     # waiting on the write lock beats failing with "database is locked".
@@ -76,7 +86,9 @@ WAREHOUSE_URL = env_url("WAREHOUSE_URL", f"sqlite:///{VAR_DIR / 'warehouse.sqlit
 # PostgreSQL only: the login role queries run as. Empty means WAREHOUSE_URL with the reader role's name.
 WAREHOUSE_READER_URL = env_str("WAREHOUSE_READER_URL", "")
 WAREHOUSE_READER_ROLE = env_str("WAREHOUSE_READER_ROLE", "his_reader")
-WAREHOUSE_STATEMENT_TIMEOUT_MS = env_int("WAREHOUSE_STATEMENT_TIMEOUT_MS", 15_000, minimum=100, maximum=600_000)
+WAREHOUSE_STATEMENT_TIMEOUT_MS = env_int(
+    "WAREHOUSE_STATEMENT_TIMEOUT_MS", 15_000, minimum=100, maximum=600_000
+)
 WAREHOUSE_ROW_CAP = env_int("WAREHOUSE_ROW_CAP", 5_000, minimum=1, maximum=1_000_000)
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -102,6 +114,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {

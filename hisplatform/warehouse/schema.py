@@ -414,14 +414,17 @@ def tables() -> dict[str, Table]:
 def _create_statement(table: Table, dialect: Dialect, *, with_foreign_keys: bool) -> str:
     create = _create_expressions()[table.name].copy()
     if not with_foreign_keys:
-        create.this.set("expressions", [e for e in create.this.expressions if not isinstance(e, exp.ForeignKey)])
+        create.this.set(
+            "expressions", [e for e in create.this.expressions if not isinstance(e, exp.ForeignKey)]
+        )
     return create.sql(dialect)
 
 
 def create_statements(dialect: Dialect) -> list[str]:
     """CREATE TABLE statements. SQLite gets its foreign keys inline (it cannot add them later)."""
     return [
-        _create_statement(table, dialect, with_foreign_keys=dialect == "sqlite") for table in tables().values()
+        _create_statement(table, dialect, with_foreign_keys=dialect == "sqlite")
+        for table in tables().values()
     ]
 
 

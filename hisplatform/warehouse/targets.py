@@ -55,7 +55,9 @@ def warehouse_target(url: str | None = None) -> WarehouseTarget:
         return WarehouseTarget("sqlite", url, sqlite_path=Path(unquote(parts.path)[1:]))
     if parts.scheme in ("postgres", "postgresql"):
         return WarehouseTarget("postgres", url)
-    raise WarehouseConfigError(f"The warehouse URL must start with sqlite:// or postgresql://, not {parts.scheme}://.")
+    raise WarehouseConfigError(
+        f"The warehouse URL must start with sqlite:// or postgresql://, not {parts.scheme}://."
+    )
 
 
 @contextmanager
@@ -114,7 +116,9 @@ class WarehouseCapabilities:
 def capabilities_of(tables_present: set[str]) -> WarehouseCapabilities:
     missing_clinical = tuple(t for t in EHRSQL_TABLES if t not in tables_present)
     missing_identity = tuple(t for t in IDENTITY_TABLES if t not in tables_present)
-    return WarehouseCapabilities(not missing_clinical, not missing_identity, missing_clinical, missing_identity)
+    return WarehouseCapabilities(
+        not missing_clinical, not missing_identity, missing_clinical, missing_identity
+    )
 
 
 def warehouse_capabilities(target: WarehouseTarget | None = None) -> WarehouseCapabilities:

@@ -1,0 +1,132 @@
+"""`make bench`: seed time, database size and raw query times on SQLite and PostgreSQL, as medians."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hisplatform.settings")
+os.environ.setdefault("DEBUG", "1")
+django.setup()
+
+import psycopg  # noqa: E402
+from hisplatform.warehouse.loader import load_demo  # noqa: E402
+
+from benchmarks.warehouse_queries import QUERIES  # noqa: E402
+from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target, writer_connection  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+
+
+def _median_ms(run: Any, repeats: int) -> float:
+    run()  # warm the caches once; the budget is about a warm process
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def _busiest_patient(target: WarehouseTarget) -> int:
+    with writer_connection(target) as conn:
+        row = conn.execute(
+            "SELECT subject_id FROM labevents GROUP BY subject_id ORDER BY COUNT(*) DESC, subject_id LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _size_bytes(target: WarehouseTarget) -> int:
+    if target.sqlite_path is not None:
+        return target.sqlite_path.stat().st_size
+    with writer_connection(target) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _query_times(target: WarehouseTarget, ref: dt.date, repeats: int) -> dict[str, float]:
+    subject = _busiest_patient(target)
+    times: dict[str, float] = {}
+    if target.sqlite_path is not None:
+        conn = sqlite3.connect(f"file:{target.sqlite_path}?mode=ro", uri=True)
+        params: dict[str, Any] = {"ref": ref.isoformat(), "subject": subject}
+        for query in QUERIES:
+            times[query.name] = _median_ms(lambda q=query: conn.execute(q.sqlite, params).fetchall(), repeats)
+        conn.close()
+    else:
+        with psycopg.connect(target.conninfo) as pg:
+            pg_params: dict[str, Any] = {"ref": ref.isoformat(), "subject": subject}
+            for query in QUERIES:
+                times[query.name] = _median_ms(
+                    lambda q=query: pg.execute(q.postgres, pg_params).fetchall(), repeats
+                )
+    return times
+
+
+def bench_warehouse(dialect: str, patients: int, seed: int, ref: dt.date, repeats: int) -> dict[str, Any]:
+    if dialect == "sqlite":
+        path = ROOT / "var" / "bench" / f"warehouse-{patients}.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = warehouse_target(f"sqlite:///{path}")
+    else:
+        name = f"his_bench_{patients}"
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        target = warehouse_target(f"{PG_SERVER}/{name}")
+    report = load_demo(target, patients=patients, seed=seed, reference_date=ref)
+    return {
+        "dialect": dialect,
+        "patients": patients,
+        "lab_rows": report.row_counts.get("labevents", 0),
+        "total_rows": sum(report.row_counts.values()),
+        "seed_seconds": round(report.seconds, 1),
+        "size_mb": round(_size_bytes(target) / 1e6, 1),
+        "query_ms": {k: round(v, 2) for k, v in _query_times(target, ref, repeats).items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", "20000")))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--reference-date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 25))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dialects", default="sqlite,postgres")
+    args = parser.parse_args(argv)
+
+    results = [
+        bench_warehouse(d, args.patients, args.seed, args.reference_date, args.repeats)
+        for d in args.dialects.split(",")
+    ]
+    for result in results:
+        print(
+            f"\n== warehouse on {result['dialect']}: {result['patients']:,} patients, "
+            f"{result['lab_rows']:,} lab rows, {result['total_rows']:,} rows in all =="
+        )
+        print(f"  seed (generate + bulk load + indexes): {result['seed_seconds']:.1f} s")
+        print(f"  database size: {result['size_mb']:.1f} MB")
+        for name, ms in result["query_ms"].items():
+            print(f"  raw query, median of {args.repeats}: {ms:9.2f} ms  {name}")
+    out = ROOT / "var" / "bench" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nResults written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

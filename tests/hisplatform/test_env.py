@@ -1,0 +1,84 @@
+"""Settings helpers reject bad values with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from hisplatform.env import env_bool, env_int, env_list, env_str, env_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_env_bool_reads_common_spellings_and_rejects_others() -> None:
+    assert env_bool("X", False, environ={"X": "yes"}) is True
+    assert env_bool("X", True, environ={"X": "0"}) is False
+    assert env_bool("X", True, environ={}) is True
+    with pytest.raises(ImproperlyConfigured, match="X must be one of"):
+        env_bool("X", False, environ={"X": "maybe"})
+
+
+def test_env_int_checks_type_and_bounds() -> None:
+    assert env_int("N", 5, environ={"N": "12"}) == 12
+    with pytest.raises(ImproperlyConfigured, match="N must be a whole number, not 'ten'"):
+        env_int("N", 5, environ={"N": "ten"})
+    with pytest.raises(ImproperlyConfigured, match="N must be at least 100, not 5"):
+        env_int("N", 500, minimum=100, environ={"N": "5"})
+
+
+def test_env_list_and_required_string() -> None:
+    assert env_list("H", [], environ={"H": "a.example, b.example"}) == ["a.example", "b.example"]
+    with pytest.raises(ImproperlyConfigured, match="empty item"):
+        env_list("H", [], environ={"H": "a.example,,b"})
+    with pytest.raises(ImproperlyConfigured, match="SECRET must be set"):
+        env_str("SECRET", None, environ={})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("mysql://db/x", "scheme"),
+        ("sqlite://", "names no SQLite file"),
+        ("postgresql://127.0.0.1:5432", "names no PostgreSQL database"),
+    ],
+)
+def test_env_url_rejects_unsupported_or_incomplete_urls(value: str, problem: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=problem):
+        env_url("WAREHOUSE_URL", "sqlite:///x", kind="warehouse", environ={"WAREHOUSE_URL": value})
+
+
+def _import_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}
+    }
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", "import hisplatform.settings"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_secret_key_is_required_when_debug_is_off() -> None:
+    result = _import_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_runs_without_a_secret_and_production_with_one() -> None:
+    assert _import_settings(DEBUG="1").returncode == 0
+    assert _import_settings(DEBUG="0", SECRET_KEY="a-real-secret-from-the-vault").returncode == 0
+
+
+def test_bad_database_url_stops_startup_with_its_name() -> None:
+    result = _import_settings(DEBUG="1", DATABASE_URL="oracle://db/x")
+    assert result.returncode != 0
+    assert "DATABASE_URL must be a URL with scheme" in result.stderr
