@@ -9,6 +9,17 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
 from hisplatform.models import ROLE_CAPABILITIES, ResearchProject, StaffProfile
+from hisplatform.warehouse.executor import WarehouseError
+from hisplatform.warehouse.targets import warehouse_capabilities
+
+
+def warehouse_status() -> tuple[bool, str]:
+    """(usable, what to tell users) about the configured warehouse, never raising."""
+    try:
+        capabilities = warehouse_capabilities()
+    except WarehouseError as error:
+        return False, error.message
+    return capabilities.clinical_core, capabilities.describe()
 
 
 def home_context_for(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
@@ -18,7 +29,10 @@ def home_context_for(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any
     profile = StaffProfile.objects.filter(user_id=user.pk).first()
     today: dt.date = timezone.localdate()
     projects = list(ResearchProject.objects.filter(members__pk=user.pk).order_by("code"))
+    usable, status = warehouse_status()
     return {
+        "warehouse_usable": usable,
+        "warehouse_status": status,
         "profile": profile,
         "capabilities": ROLE_CAPABILITIES.get(profile.role, []) if profile else [],
         "projects": [(project, project.is_active_on(today)) for project in projects],

@@ -82,14 +82,11 @@ def writer_connection(target: WarehouseTarget) -> Iterator[sqlite3.Connection | 
 
 
 def existing_tables(target: WarehouseTarget) -> set[str]:
-    with writer_connection(target) as conn:
-        if isinstance(conn, sqlite3.Connection):
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        else:
-            rows = conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-            ).fetchall()
-    return {str(row[0]) for row in rows}
+    """The tables questions can reach, read through the read-only executor (it never creates a file)."""
+    # Imported here: the executor builds on this module.
+    from hisplatform.warehouse.executor import readable_tables
+
+    return readable_tables(target)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings as SettingsWrapper
 
+from tests.conftest import SHARED
 from tests.factories import PASSWORD, UserFactory
 
 
@@ -73,3 +77,26 @@ def test_unknown_page_is_a_plain_404(client: Client, cardiology_clinician: User)
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert b"Traceback" not in response.content
+
+
+def test_home_page_says_when_the_warehouse_is_not_loaded(
+    client: Client, cardiology_clinician: User, settings: SettingsWrapper, tmp_path: Path
+) -> None:
+    settings.WAREHOUSE_URL = f"sqlite:///{tmp_path / 'missing.sqlite3'}"
+    client.force_login(cardiology_clinician)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"does not exist" in response.content
+    assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_home_page_says_a_mimic_source_has_no_identity_tables(
+    client: Client, cardiology_clinician: User, settings: SettingsWrapper
+) -> None:
+    mimic = SHARED / "benchmarks" / "ehrsql" / "mimic_iv.sqlite"
+    if not mimic.exists():
+        pytest.skip(f"MIMIC-IV demo database not found at {mimic} (../shared is absent)")
+    settings.WAREHOUSE_URL = f"sqlite:///{mimic}"
+    client.force_login(cardiology_clinician)
+    response = client.get("/")
+    assert b"de-identified extract (such as MIMIC-IV)" in response.content
