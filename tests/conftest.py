@@ -12,13 +12,21 @@ import psycopg
 import pytest
 from django.contrib.auth.models import User
 
-from hisplatform.models import Role, StaffProfile
+from hisplatform.models import Role
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target
+from tests.audit.flush import audit_tables_flushable
 from tests.factories import StaffProfileFactory
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PG_SERVER = os.environ.get("PG_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432")
 REFERENCE_DATE = dt.date(2026, 11, 25)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _audit_tables_flushable() -> Iterator[None]:
+    """Let transactional tests' teardown flush the append-only audit tables (tests only)."""
+    with audit_tables_flushable():
+        yield
 
 
 def _persona(username: str, role: Role, department: str = "") -> User:

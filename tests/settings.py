@@ -1,6 +1,7 @@
 """Settings for tests: the project's settings with test defaults for what a deployment must set."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-used-in-production")
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hisplatform")
@@ -10,3 +11,8 @@ from hisplatform.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
 # The manifest storage needs collectstatic first; tests render admin pages without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not Django's in-memory default: concurrent writers must wait on the lock as in production.
+    _name = Path(DATABASES["default"]["NAME"])  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(_name.with_name(f"test_{_name.name}"))}  # noqa: F405

@@ -63,17 +63,53 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         "CELERY_RESULT_BACKEND": REDIS_URL,
         "HIS_VAR_DIR": str(logs),
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     commands = {
-        "web": [str(BIN / "gunicorn"), "hisplatform.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", "2"],
-        "worker": [sys.executable, "-m", "celery", "-A", "hisplatform", "worker", "--pool=solo", "-Q", queue,
-                   "--without-gossip", "--without-mingle", "--loglevel=INFO"],
-        "beat": [sys.executable, "-m", "celery", "-A", "hisplatform", "beat", "--loglevel=INFO",
-                 f"--schedule={logs / 'beat-schedule'}"],
+        "web": [
+            str(BIN / "gunicorn"),
+            "hisplatform.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+        ],
+        "worker": [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hisplatform",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            queue,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+        ],
+        "beat": [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hisplatform",
+            "beat",
+            "--loglevel=INFO",
+            f"--schedule={logs / 'beat-schedule'}",
+        ],
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
     handles = []
@@ -81,7 +117,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         for role, command in commands.items():
             handle = (logs / f"{role}.log").open("wb")
             handles.append(handle)
-            processes[role] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+            processes[role] = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+            )
         yield {"base": f"http://127.0.0.1:{port}", "queue": queue, "processes": processes, "logs": logs}
     finally:
         for process in processes.values():
@@ -113,7 +151,7 @@ def test_worker_runs_tasks_from_redis_and_beat_keeps_running(
     stack: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)  # Celery prefers the environment's broker
-    client = Celery(broker=REDIS_URL, backend=REDIS_URL)
+    client = Celery(broker=REDIS_URL, backend=REDIS_URL, set_as_current=False)
     reply = client.send_task("hisplatform.ping", args=["stack"], queue=str(stack["queue"])).get(timeout=60)
     processes = stack["processes"]
     assert isinstance(processes, dict)

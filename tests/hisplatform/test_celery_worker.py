@@ -89,7 +89,7 @@ def test_task_runs_in_a_real_worker_on_redis(
     process, queue = worker
     # Celery lets CELERY_BROKER_URL in the environment override the broker given to the app.
     monkeypatch.setenv("CELERY_BROKER_URL", redis_url)
-    client = Celery(broker=redis_url, backend=redis_url)
+    client = Celery(broker=redis_url, backend=redis_url, set_as_current=False)
     token = uuid.uuid4().hex
     result = client.send_task("hisplatform.ping", args=[token], queue=queue)
     # Worker start-up (Django set-up, broker connection) takes a few seconds on a loaded machine.
