@@ -23,7 +23,7 @@ install: $(VENV)/.base-installed
 install-dev: $(VENV)/.dev-installed
 
 # Debian packages the tests use; installed only when missing, so repeat runs stay offline.
-APT_PACKAGES := sqlite3 postgresql-client redis-tools
+APT_PACKAGES := chromium chromium-driver
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
