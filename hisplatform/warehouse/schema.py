@@ -389,26 +389,41 @@ def _create_expressions() -> dict[str, exp.Create]:
     return creates
 
 
+def _columns(create: exp.Create) -> tuple[Column, ...]:
+    return tuple(
+        Column(
+            item.name,
+            item.args["kind"].sql("postgres"),
+            not any(
+                isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint))
+                for c in item.constraints
+            ),
+        )
+        for item in create.this.expressions
+        if isinstance(item, exp.ColumnDef)
+    )
+
+
+def parse_columns(ddl: str) -> dict[str, tuple[Column, ...]]:
+    """Each table's columns in a DDL script, read the same way as our own definition."""
+    return {
+        stmt.this.this.name: _columns(stmt)
+        for stmt in sqlglot.parse(ddl, read="postgres")
+        if isinstance(stmt, exp.Create)
+    }
+
+
 @cache
 def tables() -> dict[str, Table]:
     """Every warehouse table by name, in creation (and load) order."""
-    result: dict[str, Table] = {}
-    for name, create in _create_expressions().items():
-        columns = tuple(
-            Column(
-                item.name,
-                item.args["kind"].sql("postgres"),
-                not any(
-                    isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint))
-                    for c in item.constraints
-                ),
-            )
-            for item in create.this.expressions
-            if isinstance(item, exp.ColumnDef)
+    return {
+        name: Table(
+            name,
+            _columns(create),
+            tuple(item for item in create.this.expressions if isinstance(item, exp.ForeignKey)),
         )
-        fks = tuple(item for item in create.this.expressions if isinstance(item, exp.ForeignKey))
-        result[name] = Table(name, columns, fks)
-    return result
+        for name, create in _create_expressions().items()
+    }
 
 
 def _create_statement(table: Table, dialect: Dialect, *, with_foreign_keys: bool) -> str:

@@ -107,7 +107,7 @@ class WarehouseCapabilities:
                 "staff, care-team or note tables, so names, MRNs, contact details and care-team membership "
                 "cannot be shown or used."
             )
-        return "This warehouse is an identified hospital extract with clinical, identity and organisation tables."
+        return "This warehouse is an identified hospital extract: clinical, identity and organisation tables."
 
 
 def capabilities_of(tables_present: set[str]) -> WarehouseCapabilities:

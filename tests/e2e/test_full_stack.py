@@ -147,7 +147,7 @@ def test_gunicorn_serves_health_sign_in_and_static_files_with_debug_off(stack: d
         assert response.status == 200
 
 
-def test_worker_runs_tasks_from_redis_and_beat_keeps_running(
+def test_a_real_worker_runs_tasks_from_redis_and_beat_keeps_running(
     stack: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)  # Celery prefers the environment's broker

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-import sqlglot
-from sqlglot import exp
 
 from hisplatform.warehouse import schema
 from hisplatform.warehouse.targets import capabilities_of
@@ -16,25 +14,10 @@ EHRSQL_DDL_FILE = SHARED / "benchmarks" / "ehrsql" / "mimic_iv.sql"
 WIDENED = {("transfers", "careunit"), ("icustays", "first_careunit"), ("icustays", "last_careunit")}
 
 
-def _ehrsql_columns() -> dict[str, list[tuple[str, str, bool]]]:
+def _ehrsql_columns() -> dict[str, tuple[schema.Column, ...]]:
     if not EHRSQL_DDL_FILE.exists():
         pytest.skip(f"EHRSQL schema not found at {EHRSQL_DDL_FILE} (../shared is absent)")
-    result: dict[str, list[tuple[str, str, bool]]] = {}
-    for stmt in sqlglot.parse(EHRSQL_DDL_FILE.read_text(), read="postgres"):
-        if isinstance(stmt, exp.Create):
-            result[stmt.this.this.name] = [
-                (
-                    col.name,
-                    col.args["kind"].sql("postgres"),
-                    not any(
-                        isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint))
-                        for c in col.constraints
-                    ),
-                )
-                for col in stmt.this.expressions
-                if isinstance(col, exp.ColumnDef)
-            ]
-    return result
+    return schema.parse_columns(EHRSQL_DDL_FILE.read_text())
 
 
 def test_every_ehrsql_table_and_column_is_present_in_order_with_its_type() -> None:
@@ -42,14 +25,14 @@ def test_every_ehrsql_table_and_column_is_present_in_order_with_its_type() -> No
     ours = schema.tables()
     assert set(expected) == set(schema.EHRSQL_TABLES)
     for table, columns in expected.items():
-        mine = [(c.name, c.type, c.nullable) for c in ours[table].columns][: len(columns)]
-        for (name, type_, nullable), (my_name, my_type, my_nullable) in zip(columns, mine, strict=True):
-            assert (table, my_name) == (table, name)
-            assert my_nullable == nullable, (table, name)
-            if (table, name) in WIDENED:
-                assert my_type == "VARCHAR(100)"
+        mine = ours[table].columns[: len(columns)]
+        for theirs, my in zip(columns, mine, strict=True):
+            assert (table, my.name) == (table, theirs.name)
+            assert my.nullable == theirs.nullable, (table, theirs.name)
+            if (table, theirs.name) in WIDENED:
+                assert my.type == "VARCHAR(100)"
             else:
-                assert my_type == type_, (table, name)
+                assert my.type == theirs.type, (table, theirs.name)
 
 
 def test_added_lab_columns_come_after_ehrsql_columns_and_are_nullable() -> None:

@@ -1,0 +1,17 @@
+"""Celery in the embedded default: tasks run eagerly in-process.
+
+The full stack (a real worker and beat on the running Redis) is proven in tests/e2e/test_full_stack.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hisplatform.celery import app as platform_app
+from hisplatform.tasks import ping
+
+
+def test_embedded_default_runs_tasks_eagerly_in_process() -> None:
+    assert platform_app.conf.task_always_eager is True
+    result = ping.delay("inline")
+    assert result.get(timeout=1)["pid"] == os.getpid()
