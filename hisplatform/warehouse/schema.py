@@ -17,10 +17,12 @@ from sqlglot import exp
 
 Dialect = Literal["sqlite", "postgres"]
 
-# Verbatim from EHRSQL's mimic_iv.sql, with two deliberate changes:
+# Verbatim from EHRSQL's mimic_iv.sql, with three deliberate changes:
 # - careunit, first_careunit and last_careunit are VARCHAR(100), not VARCHAR(20): MIMIC-IV's own unit
 #   names ("medical/surgical intensive care unit (micu/sicu)", 48 characters) do not fit in 20, which
 #   SQLite ignores but PostgreSQL enforces.
+# - icd_code is VARCHAR(20), not VARCHAR(10): EHRSQL's own codes ("icd10|0bh17ez", 13 characters) are
+#   longer than 10, for the same reason.
 # - cost.event_id carries no foreign key: it points at diagnoses_icd, procedures_icd, labevents or
 #   prescriptions depending on event_type, which no foreign key can say (PostgreSQL would demand the
 #   id exist in all four tables at once).
@@ -49,12 +51,12 @@ CREATE TABLE admissions (
 );
 CREATE TABLE d_icd_diagnoses (
     row_id INT NOT NULL PRIMARY KEY,
-    icd_code VARCHAR(10) NOT NULL UNIQUE,
+    icd_code VARCHAR(20) NOT NULL UNIQUE,
     long_title VARCHAR(255) NOT NULL
 );
 CREATE TABLE d_icd_procedures (
     row_id INT NOT NULL PRIMARY KEY,
-    icd_code VARCHAR(10) NOT NULL UNIQUE,
+    icd_code VARCHAR(20) NOT NULL UNIQUE,
     long_title VARCHAR(255) NOT NULL
 );
 CREATE TABLE d_labitems (
@@ -73,7 +75,7 @@ CREATE TABLE diagnoses_icd (
     row_id INT NOT NULL PRIMARY KEY,
     subject_id INT NOT NULL,
     hadm_id INT NOT NULL,
-    icd_code VARCHAR(10) NOT NULL,
+    icd_code VARCHAR(20) NOT NULL,
     charttime TIMESTAMP(0) NOT NULL,
     FOREIGN KEY(hadm_id) REFERENCES admissions(hadm_id),
     FOREIGN KEY(icd_code) REFERENCES d_icd_diagnoses(icd_code)
@@ -82,7 +84,7 @@ CREATE TABLE procedures_icd (
     row_id INT NOT NULL PRIMARY KEY,
     subject_id INT NOT NULL,
     hadm_id INT NOT NULL,
-    icd_code VARCHAR(10) NOT NULL,
+    icd_code VARCHAR(20) NOT NULL,
     charttime TIMESTAMP(0) NOT NULL,
     FOREIGN KEY(hadm_id) REFERENCES admissions(hadm_id),
     FOREIGN KEY(icd_code) REFERENCES d_icd_procedures(icd_code)

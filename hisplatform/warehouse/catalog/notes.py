@@ -1,0 +1,140 @@
+"""Phrases clinical notes are assembled from; the identifying parts are filled in by the generator."""
+
+from __future__ import annotations
+
+# What brought the patient in, by the principal condition's key (catalog.clinical).
+COMPLAINTS: dict[str, tuple[str, ...]] = {
+    "pneumonia": ("fever, productive cough and shortness of breath", "cough and pleuritic chest pain"),
+    "sepsis": ("fever, rigors and confusion", "hypotension and fever"),
+    "urinary tract infection": ("dysuria, fever and flank pain", "confusion and urinary frequency"),
+    "acute kidney injury": ("decreased urine output and fatigue", "nausea and poor oral intake"),
+    "copd exacerbation": ("worsening dyspnea and wheezing", "increased sputum and shortness of breath"),
+    "cellulitis": ("a red, painful, swollen leg", "spreading erythema of the forearm"),
+    "gi bleeding": ("melena and lightheadedness", "coffee-ground emesis"),
+    "diabetic ketoacidosis": ("polyuria, vomiting and abdominal pain",),
+    "acute pancreatitis": ("severe epigastric pain radiating to the back",),
+    "alcohol withdrawal": ("tremor, sweating and anxiety after stopping alcohol",),
+    "alcoholic cirrhosis": ("increasing abdominal girth and confusion",),
+    "opioid overdose": ("decreased responsiveness, found down at home",),
+    "syncope": ("a transient loss of consciousness",),
+    "nstemi": ("substernal chest pressure", "chest pain with exertion"),
+    "stemi": ("crushing chest pain radiating to the left arm",),
+    "heart failure": ("progressive dyspnea, orthopnea and leg swelling",),
+    "atrial fibrillation with rvr": ("palpitations and dyspnea",),
+    "chest pain": ("intermittent chest discomfort",),
+    "ischemic stroke": ("sudden right-sided weakness and slurred speech", "acute left facial droop"),
+    "intracerebral hemorrhage": ("sudden severe headache and vomiting",),
+    "transient ischemic attack": ("transient word-finding difficulty",),
+    "epilepsy": ("a generalized tonic-clonic seizure",),
+    "appendicitis": ("right lower quadrant pain and anorexia",),
+    "cholecystitis": ("right upper quadrant pain after meals",),
+    "hip fracture": ("a fall at home with left hip pain",),
+    "small bowel obstruction": ("abdominal distension and vomiting",),
+    "neutropenic fever": ("fever during chemotherapy",),
+    "delivery": ("regular contractions at term",),
+    "cesarean delivery": ("labor at term with a non-reassuring fetal heart tracing",),
+    "schizophrenia": ("worsening auditory hallucinations",),
+    "bipolar disorder": ("decreased need for sleep and pressured speech",),
+    "major depressive disorder": ("low mood, hopelessness and poor sleep",),
+    "suicidal ideation": ("thoughts of self-harm",),
+    "asthma exacerbation": ("wheezing and increased work of breathing",),
+    "bronchiolitis": ("cough, congestion and poor feeding",),
+    "gastroenteritis": ("vomiting and diarrhea",),
+}
+DEPARTMENT_COMPLAINTS: dict[str, tuple[str, ...]] = {
+    "MED": ("weakness and fatigue", "fever and malaise"),
+    "CARD": ("chest discomfort and dyspnea",),
+    "NEURO": ("new neurological symptoms",),
+    "SURG": ("abdominal pain", "pain requiring surgical evaluation"),
+    "ONC": ("fatigue and fever",),
+    "WOMEN": ("pelvic pain",),
+    "PSYCH": ("worsening mood and safety concerns",),
+    "PEDS": ("fever and poor oral intake",),
+    "CRITC": ("respiratory distress",),
+    "EMERG": ("acute symptoms",),
+}
+ONSETS: tuple[str, ...] = (
+    "Symptoms began {n} days before presentation and have progressively worsened.",
+    "The patient reports onset about {n} days ago.",
+    "Family noted the change {n} days prior to arrival.",
+    "Over the past {n} days symptoms have not responded to rest or home medications.",
+)
+ALLERGIES: tuple[str, ...] = (
+    "No known drug allergies.", "No known drug allergies.", "No known drug allergies.",
+    "Penicillin (rash).", "Sulfa drugs (hives).", "Codeine (nausea).", "Iodinated contrast (itching).",
+)  # fmt: skip
+EXAM: tuple[str, ...] = (
+    "Alert and oriented, in no acute distress.",
+    "Lungs with scattered crackles at the bases.",
+    "Lungs clear to auscultation bilaterally.",
+    "Heart regular rate and rhythm, no murmurs.",
+    "Irregularly irregular rhythm.",
+    "Abdomen soft, non-tender, non-distended.",
+    "Mild tenderness on deep palpation.",
+    "Trace bilateral lower extremity edema.",
+    "No focal neurological deficits.",
+    "Skin warm and dry.",
+)
+# One plan sentence per drug order set the patient's conditions call for.
+PLANS: dict[str, str] = {
+    "antihypertensive": "Continue home antihypertensives; titrate to blood pressure.",
+    "statin": "Continue statin.",
+    "diabetes": "Insulin sliding scale, fingerstick glucose before meals and at bedtime.",
+    "renal": "Renally dose medications, avoid nephrotoxins, daily chemistry.",
+    "copd": "Scheduled nebulizers, steroid taper, wean oxygen to saturation 88-92%.",
+    "afib": "Rate control with beta blocker, continue anticoagulation.",
+    "cardiac": "Telemetry, serial troponins, aspirin and statin.",
+    "acs": "Dual antiplatelet therapy, heparin drip, cardiology for catheterization.",
+    "heart_failure": "IV diuresis with strict intake and output, daily weights, low-sodium diet.",
+    "stroke": "Neuro checks every 4 hours, MRI brain, permissive hypertension, swallow evaluation.",
+    "seizure": "Levetiracetam, seizure precautions, EEG.",
+    "neurosurgery": "Neurosurgery following; serial head CT.",
+    "surgery": "Surgical team following; NPO after midnight, perioperative antibiotics.",
+    "antibiotic_resp": "Ceftriaxone and azithromycin for community-acquired pneumonia; follow cultures.",
+    "antibiotic_broad": "Broad-spectrum antibiotics after blood cultures; reassess at 48 hours.",
+    "antibiotic_urine": "Ceftriaxone pending urine culture.",
+    "antibiotic_skin": "IV cefazolin; mark erythema borders.",
+    "antibiotic_abdo": "Bowel rest, IV antibiotics.",
+    "antibiotic_cdiff": "Oral vancomycin, contact precautions.",
+    "gi_bleed": "High-dose PPI, two large-bore IVs, transfuse for hemoglobin under 7, GI consult.",
+    "alcohol": "CIWA protocol, thiamine, folate and multivitamin; social work referral.",
+    "opioid_use": "Addiction medicine consult; continue opioid agonist therapy.",
+    "nicotine": "Nicotine replacement offered; counselled on cessation.",
+    "hiv": "Continue antiretroviral therapy; infectious disease aware.",
+    "antidepressant": "Continue antidepressant; psychiatry following.",
+    "anxiolytic": "Low-dose benzodiazepine as needed.",
+    "antipsychotic": "Antipsychotic as scheduled; one-to-one observation while at risk.",
+    "mood_stabilizer": "Mood stabilizer with level monitoring.",
+    "chemotherapy": "Antiemetics, tumor lysis labs twice daily, oncology following.",
+    "obstetric": "Routine postpartum care; encourage breastfeeding.",
+    "preeclampsia": "Magnesium for seizure prophylaxis, blood pressure control.",
+    "peds_general": "Maintenance IV fluids, advance diet as tolerated.",
+    "peds_asthma": "Albuterol every 2 hours, wean as tolerated, oral steroids.",
+    "peds_antibiotic": "IV antibiotics, transition to oral when afebrile.",
+    "icu_sedation": "Mechanical ventilation, daily sedation holiday and spontaneous breathing trial.",
+    "icu_pressor": "Norepinephrine to a mean arterial pressure above 65, arterial line, lactate trend.",
+}
+COURSES: tuple[str, ...] = (
+    "The patient improved steadily with treatment.",
+    "The hospital course was uncomplicated.",
+    "Recovery was slower than expected but the patient improved by the end of the stay.",
+    "Symptoms resolved and the patient tolerated a regular diet.",
+    "Physical therapy evaluated the patient and cleared them for discharge.",
+)
+PROGRESS: tuple[str, ...] = (
+    "Feels somewhat better this morning. Slept poorly.",
+    "No acute events overnight.",
+    "Reports less pain. Tolerating diet.",
+    "Had a fever overnight to 38.4; cultures sent.",
+    "Ambulated in the hallway with physical therapy.",
+    "Remains short of breath with exertion.",
+)
+TOBACCO: tuple[str, ...] = (
+    "Never smoker.", "Former smoker, quit years ago.", "Current smoker, one pack per day.", "Never smoker.",
+)  # fmt: skip
+ALCOHOL: tuple[str, ...] = ("Drinks alcohol socially.", "Denies alcohol use.", "Denies illicit drug use.")
+FOLLOW_UP: tuple[str, ...] = (
+    "Follow up in the {clinic} clinic in {n} weeks.",
+    "Appointment with {clinic} in {n} weeks; primary care within 7 days.",
+    "Return to the {clinic} clinic in {n} weeks with repeat labs.",
+)
