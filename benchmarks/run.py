@@ -20,9 +20,9 @@ os.environ.setdefault("DEBUG", "1")
 django.setup()
 
 import psycopg  # noqa: E402
-from hisplatform.warehouse.loader import load_demo  # noqa: E402
 
 from benchmarks.warehouse_queries import QUERIES  # noqa: E402
+from hisplatform.warehouse.loader import load_demo  # noqa: E402
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target, writer_connection  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
