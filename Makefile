@@ -50,8 +50,8 @@ typecheck: install-dev
 	$(VENV)/bin/mypy .
 
 check: install-dev
-	$(PY) manage.py check --fail-level WARNING
-	$(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=tests.settings DATABASE_URL=sqlite:///$(CURDIR)/var/check.sqlite3 $(PY) manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=tests.settings DATABASE_URL=sqlite:///$(CURDIR)/var/check.sqlite3 $(PY) manage.py makemigrations --check --dry-run
 
 # The suite runs twice: once with PostgreSQL as the application database, once with SQLite.
 # Warehouse tests seed both a SQLite and a PostgreSQL warehouse in each run.
