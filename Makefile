@@ -5,7 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgresql://postgres@127.0.0.1:5432
 REDIS_URL ?= redis://127.0.0.1:6379/0
-DEMO_ENV := DEBUG=1
 
 .PHONY: demo test install install-dev apt-deps lint typecheck check pytest-pg pytest-sqlite bench clean
 
@@ -34,13 +33,15 @@ apt-deps:
 
 demo: install
 	mkdir -p var
-	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+	@# The embedded demo runs in DEBUG; .env makes every later manage.py command agree.
+	@test -f .env || printf '# Written by make demo: the embedded demo runs in development mode.\nDEBUG=1\n' > .env
+	$(PY) manage.py migrate --noinput
 	@if [ ! -f var/.demo-seeded ]; then \
-		$(DEMO_ENV) $(PY) manage.py seed_demo && touch var/.demo-seeded; \
+		$(PY) manage.py seed_demo && touch var/.demo-seeded; \
 	fi
-	@echo "Demo accounts:"; $(DEMO_ENV) $(PY) manage.py demo_accounts
+	@echo "Demo accounts:"; $(PY) manage.py demo_accounts
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
-	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py runserver 127.0.0.1:8000
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -93,3 +94,23 @@ def env_url(name: str, default: str, *, kind: str, environ: Mapping[str, str] | 
     if parts.scheme.startswith("postgres") and not parts.path.strip("/"):
         raise ImproperlyConfigured(f"{name} names no PostgreSQL database: {value!r}.")
     return value
+
+
+def load_env_file(path: Path, *, environ: MutableMapping[str, str] | None = None) -> None:
+    """Read KEY=VALUE lines from a file into the environment; variables already set win.
+
+    `make demo` writes one (DEBUG=1) so every `manage.py` command of the embedded demo works
+    without exporting anything; deployments set real environment variables instead.
+    """
+    target = os.environ if environ is None else environ
+    if not path.exists():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ImproperlyConfigured(f"{path}:{number} is not a KEY=VALUE line: {line!r}.")
+        target.setdefault(key, value.strip().strip("'\""))

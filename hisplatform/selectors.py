@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from hisplatform.models import ROLE_CAPABILITIES, ResearchProject, StaffProfile
 from hisplatform.warehouse.executor import WarehouseError
+from hisplatform.warehouse.organisation import DEPARTMENT_BY_CODE
 from hisplatform.warehouse.targets import warehouse_capabilities
 
 
@@ -34,6 +35,12 @@ def home_context_for(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any
         "warehouse_usable": usable,
         "warehouse_status": status,
         "profile": profile,
+        "department_name": _department_name(profile.department if profile else ""),
         "capabilities": ROLE_CAPABILITIES.get(profile.role, []) if profile else [],
         "projects": [(project, project.is_active_on(today)) for project in projects],
     }
+
+
+def _department_name(code: str) -> str:
+    department = DEPARTMENT_BY_CODE.get(code)
+    return f"{department.name} ({code})" if department else code

@@ -8,11 +8,12 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from hisplatform.env import env_bool, env_int, env_list, env_str, env_url
+from hisplatform.env import env_bool, env_int, env_list, env_str, env_url, load_env_file
 
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+load_env_file(BASE_DIR / ".env")
 VAR_DIR = Path(env_str("HIS_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)

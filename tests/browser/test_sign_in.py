@@ -21,7 +21,7 @@ def test_clinician_signs_in_sees_role_and_signs_out(
 ) -> None:
     _sign_in(page, live_server.url, "carla.cardio", PASSWORD)
     expect(page.get_by_test_id("role")).to_have_text("Clinician")
-    expect(page.get_by_test_id("department")).to_have_text("CARD")
+    expect(page.get_by_test_id("department")).to_have_text("Cardiology (CARD)")
     expect(page.get_by_text("care relationship").first).to_be_visible()
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from hisplatform.env import env_bool, env_int, env_list, env_str, env_url
+from hisplatform.env import env_bool, env_int, env_list, env_str, env_url, load_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,3 +82,19 @@ def test_bad_database_url_stops_startup_with_its_name() -> None:
     result = _import_settings(DEBUG="1", DATABASE_URL="oracle://db/x")
     assert result.returncode != 0
     assert "DATABASE_URL must be a URL with scheme" in result.stderr
+
+
+def test_env_file_fills_only_what_the_environment_lacks(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# demo\nDEBUG=1\nSECRET_KEY='from-file'\n\n")
+    environ = {"SECRET_KEY": "from-environment"}
+    load_env_file(env_file, environ=environ)
+    assert environ == {"SECRET_KEY": "from-environment", "DEBUG": "1"}
+    load_env_file(tmp_path / "absent.env", environ=environ)
+
+
+def test_env_file_rejects_a_line_that_is_not_key_value(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=1\nexport this is wrong\n")
+    with pytest.raises(ImproperlyConfigured, match=r"\.env:2 is not a KEY=VALUE line"):
+        load_env_file(env_file, environ={})

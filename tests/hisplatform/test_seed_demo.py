@@ -76,7 +76,7 @@ def test_seed_creates_the_hospital_and_an_account_for_every_role(demo_settings: 
 
     client = Client()
     assert client.login(username=accounts[0]["username"], password=accounts[0]["password"])
-    assert b'data-testid="department">CARD<' in client.get("/").content
+    assert b'data-testid="department">Cardiology (CARD)<' in client.get("/").content
 
 
 @pytest.mark.parametrize(
