@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -77,22 +77,68 @@ _URL_SCHEMES = {
     "database": {"sqlite", "postgres", "postgresql"},
     "warehouse": {"sqlite", "postgres", "postgresql"},
     "broker": {"redis", "rediss", "memory"},
+    "result_backend": {"redis", "rediss", "cache+memory"},
 }
+_HOSTLESS = {"sqlite", "memory", "cache+memory"}
+
+
+def _redacted(url: str) -> str:
+    """The URL with any password replaced, so a configuration error never prints a secret."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def env_url(name: str, default: str, *, kind: str, environ: Mapping[str, str] | None = None) -> str:
     """A URL whose scheme must be one the platform supports for this kind of service."""
     value = _raw(name, environ) or default
+    shown = _redacted(value)
     parts = urlsplit(value)
     allowed = _URL_SCHEMES[kind]
     if parts.scheme not in allowed:
         raise ImproperlyConfigured(
-            f"{name} must be a URL with scheme {' or '.join(sorted(allowed))}, not {value!r}."
+            f"{name} must be a URL with scheme {' or '.join(sorted(allowed))}, not {shown!r}."
         )
     if parts.scheme == "sqlite" and parts.path in ("", "/"):
-        raise ImproperlyConfigured(f"{name} names no SQLite file: {value!r}.")
+        raise ImproperlyConfigured(f"{name} names no SQLite file: {shown!r}.")
     if parts.scheme.startswith("postgres") and not parts.path.strip("/"):
-        raise ImproperlyConfigured(f"{name} names no PostgreSQL database: {value!r}.")
+        raise ImproperlyConfigured(f"{name} names no PostgreSQL database: {shown!r}.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} has a port that is not a number from 0 to 65535: {shown!r}."
+        ) from None
+    if parts.scheme not in _HOSTLESS and not parts.hostname and port is None and "host=" not in parts.query:
+        raise ImproperlyConfigured(f"{name} names no host: {shown!r}.")
+    return value
+
+
+def env_choice(
+    name: str, default: str, choices: Iterable[str], *, environ: Mapping[str, str] | None = None
+) -> str:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    allowed = list(choices)
+    if value not in allowed:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+    return value
+
+
+def env_secret(name: str, *, debug: bool, environ: Mapping[str, str] | None = None) -> str:
+    """A signing secret: required and strong when DEBUG is off; a fixed development value with DEBUG."""
+    value = _raw(name, environ)
+    if value is None:
+        if debug:
+            return "insecure-development-key-only-for-debug-and-tests"
+        raise ImproperlyConfigured(f"{name} must be set in the environment when DEBUG is off.")
+    if not debug and (len(value) < 32 or "replace" in value.lower() or "insecure" in value.lower()):
+        raise ImproperlyConfigured(
+            f"{name} must be a random secret of at least 32 characters (not a placeholder) when DEBUG is off."
+        )
     return value
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 
 from hisplatform.demo import DEMO_STAFF
@@ -23,6 +23,36 @@ class DemoAccount:
     password: str
     role: str
     department: str
+
+
+# Role -> (group name, the permissions it holds in Django admin).
+ADMIN_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    Role.ADMINISTRATOR: (
+        "Platform administrators",
+        tuple(
+            f"{app}.{action}_{model}"
+            for app, model in (
+                ("auth", "user"),
+                ("hisplatform", "staffprofile"),
+                ("hisplatform", "researchproject"),
+                ("hisplatform", "projectmembership"),
+            )
+            for action in ("view", "add", "change", "delete")
+        ),
+    ),
+    Role.SECURITY_OFFICER: ("Privacy office", ("audit.view_auditevent",)),
+}
+
+
+def _admin_group(spec: tuple[str, tuple[str, ...]]) -> Group:
+    name, permissions = spec
+    group, _ = Group.objects.get_or_create(name=name)
+    wanted = []
+    for dotted in permissions:
+        app_label, codename = dotted.split(".")
+        wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    group.permissions.set(wanted)
+    return group
 
 
 def demo_accounts_file() -> Path:
@@ -47,12 +77,15 @@ def demo_accounts_seed(*, staff_ids: dict[str, int], reference_date: dt.date) ->
         user, _ = User.objects.get_or_create(username=person.username)
         user.first_name, user.last_name = person.given_name, person.family_name
         user.email = f"{person.username}@demo-hospital.example"
-        # Django admin is for the platform's own objects (accounts, projects, policies, the audit
-        # trail), never warehouse data: the administrator manages it, the security officer reads it.
-        user.is_staff = person.role in (Role.ADMINISTRATOR, Role.SECURITY_OFFICER)
-        user.is_superuser = person.role == Role.ADMINISTRATOR
+        # Django admin holds the platform's own objects, never warehouse data. Separation of duties:
+        # the administrator manages accounts and projects but cannot read the audit trail; the
+        # security officer reads the audit trail but cannot change accounts. Nobody is a superuser.
+        group = ADMIN_GROUPS.get(person.role)
+        user.is_staff = group is not None
+        user.is_superuser = False
         user.set_password(password)
         user.save()
+        user.groups.set([_admin_group(group)] if group else [])
         StaffProfile.objects.update_or_create(
             user=user,
             defaults={
@@ -103,9 +136,18 @@ def _write_accounts_file(accounts: list[DemoAccount]) -> None:
     os.replace(temporary, path)
 
 
+class DemoAccountsUnreadable(Exception):
+    """The accounts file exists but is damaged; re-seeding writes a new one."""
+
+
 def demo_accounts_read() -> list[DemoAccount]:
     """The accounts seed_demo created, or an empty list before the first seed."""
     path = demo_accounts_file()
     if not path.exists():
         return []
-    return [DemoAccount(**item) for item in json.loads(path.read_text())]
+    try:
+        return [DemoAccount(**item) for item in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError) as error:
+        raise DemoAccountsUnreadable(
+            f"{path} cannot be read ({error}); run `python manage.py seed_demo` to create the accounts again."
+        ) from None

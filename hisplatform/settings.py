@@ -8,7 +8,16 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from hisplatform.env import env_bool, env_int, env_list, env_str, env_url, load_env_file
+from hisplatform.env import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    env_url,
+    load_env_file,
+)
 
 django_stubs_ext.monkeypatch()
 
@@ -17,11 +26,13 @@ load_env_file(BASE_DIR / ".env")
 VAR_DIR = Path(env_str("HIS_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-_DEV_SECRET = "insecure-development-key-only-for-debug-and-tests"  # noqa: S105 - refused below unless DEBUG
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET if DEBUG else None)
-if not DEBUG and SECRET_KEY == _DEV_SECRET:
-    raise ImproperlyConfigured("SECRET_KEY must be set to a secret value when DEBUG is off.")
+SECRET_KEY = env_secret("SECRET_KEY", debug=DEBUG)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    # Without it Django answers every request with 400; say so at start-up instead.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must list the host names this site is served under when DEBUG is off."
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -70,10 +81,9 @@ TEMPLATES = [
 
 # Application database: users, policies, the audit store. The embedded default is a SQLite file.
 DATABASE_URL = env_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'app.sqlite3'}", kind="database")
-for _url in (DATABASE_URL,):
-    if _url.startswith("sqlite:///"):
-        # The embedded default keeps its files under var/; create it so a fresh clone just works.
-        Path(_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+if DATABASE_URL.startswith("sqlite:///"):
+    # The embedded default keeps its files under var/; create it so a fresh clone just works.
+    Path(DATABASE_URL.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
 }
@@ -137,9 +147,14 @@ SPECTACULAR_SETTINGS = {"TITLE": "Hospital analytics platform API", "VERSION": "
 # Celery: eager in-process by default (make demo); a worker on Redis when CELERY_BROKER_URL is set.
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "memory://", kind="broker")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", CELERY_BROKER_URL.startswith("memory"))
+if CELERY_BROKER_URL.startswith("memory") and not CELERY_TASK_ALWAYS_EAGER:
+    # No worker can read an in-process broker: tasks would be queued and never run.
+    raise ImproperlyConfigured("CELERY_TASK_ALWAYS_EAGER may be off only with a Redis CELERY_BROKER_URL.")
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_RESULT_BACKEND = env_str(
-    "CELERY_RESULT_BACKEND", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "cache+memory://"
+CELERY_RESULT_BACKEND = env_url(
+    "CELERY_RESULT_BACKEND",
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "cache+memory://",
+    kind="result_backend",
 )
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -150,5 +165,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+    },
 }

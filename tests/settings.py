@@ -6,6 +6,7 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-used-in-production")
 # Tests run as production does, whatever a developer's .env (written by `make demo`) says.
 os.environ["DEBUG"] = "0"
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hisplatform")
 
 from hisplatform.settings import *  # noqa: F403

@@ -24,6 +24,12 @@ from hisplatform.warehouse.targets import (
     writer_connection,
 )
 
+# How a warehouse written by this loader marks itself, so a reload never replaces a database it did not
+# write (such as the MIMIC-IV extract): SQLite's application_id header field ("HISW") and, on
+# PostgreSQL, a comment on the patients table.
+SQLITE_APPLICATION_ID = 0x48495357
+PG_MARKER = "hisplatform demo hospital"
+
 # Rows per executemany call on SQLite: large enough that the per-call overhead vanishes, small enough
 # that a batch of the widest table (notes, ~2 KB a row) stays a few megabytes.
 SQLITE_BATCH = 20_000
@@ -72,7 +78,8 @@ def _load_sqlite(
     assert target.sqlite_path is not None
     final = target.sqlite_path
     _refuse_shared_file(final)
-    building = final.with_name(final.name + ".loading")
+    # Per process, so two seeds at once cannot write into each other's file.
+    building = final.with_name(f"{final.name}.{os.getpid()}.loading")
     building.unlink(missing_ok=True)
     try:
         counts = _fill_sqlite(replace(target, sqlite_path=building), hospital, say)
@@ -93,6 +100,7 @@ def _refuse_shared_file(path: Path) -> None:
             found = {
                 str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
+            application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         finally:
             conn.close()
     except sqlite3.DatabaseError as error:
@@ -104,6 +112,11 @@ def _refuse_shared_file(path: Path) -> None:
         raise WarehouseConfigError(
             f"{path} also holds tables that are not the warehouse's ({', '.join(foreign[:5])}); "
             "point WAREHOUSE_URL at a file of its own."
+        )
+    if found and application_id != SQLITE_APPLICATION_ID:
+        raise WarehouseConfigError(
+            f"{path} holds a warehouse the demo generator did not write (an extract such as MIMIC-IV); "
+            "seed_demo replaces the whole file, so point WAREHOUSE_URL at a new file instead."
         )
 
 
@@ -133,6 +146,7 @@ def _fill_sqlite(
         conn.execute("COMMIT")
         say("Indexing and analyzing.")
         finish_schema(conn, "sqlite")
+        conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
     return counts
 
 
@@ -146,6 +160,7 @@ def _load_postgres(
             # A bulk load in one transaction: losing its last commits in a crash only means loading again.
             conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            _refuse_foreign_postgres(conn, target)
             create_schema(conn, "postgres")
             with conn.cursor() as cursor:
                 for table in tables().values():
@@ -159,9 +174,22 @@ def _load_postgres(
                     say(f"{table.name}: {count} rows")
             say("Indexing, adding foreign keys and analyzing.")
             finish_schema(conn, "postgres")
+            conn.execute(f"COMMENT ON TABLE patients IS '{PG_MARKER}'")
             # Recreated tables carry no grants: give the reader role SELECT on exactly these again.
             grant_reader(conn)
     return counts
+
+
+def _refuse_foreign_postgres(conn: psycopg.Connection, target: WarehouseTarget) -> None:
+    """The load drops every warehouse table: refuse if they hold an extract this loader did not write."""
+    row = conn.execute(
+        "SELECT to_regclass('patients') IS NOT NULL, obj_description(to_regclass('patients'), 'pg_class')"
+    ).fetchone()
+    if row is not None and row[0] and row[1] != PG_MARKER:
+        raise WarehouseConfigError(
+            f"{target.describe()} holds a warehouse the demo generator did not write; seed_demo drops "
+            "every warehouse table, so point WAREHOUSE_URL at a database of its own."
+        )
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

@@ -145,6 +145,9 @@ def test_gunicorn_serves_health_sign_in_and_static_files_with_debug_off(stack: d
     # Admin CSS comes from whitenoise, so the proxy needs no static-file configuration.
     with urllib.request.urlopen(f"{base}/static/admin/css/base.css", timeout=5) as response:  # noqa: S310
         assert response.status == 200
+    # Admin pages resolve static names through the manifest that collectstatic wrote.
+    with urllib.request.urlopen(f"{base}/admin/login/", timeout=5) as response:  # noqa: S310
+        assert b"static/admin/css/base." in response.read()
 
 
 def test_a_real_worker_runs_tasks_from_redis_and_beat_keeps_running(

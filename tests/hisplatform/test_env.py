@@ -45,6 +45,8 @@ def test_env_list_and_required_string() -> None:
         ("mysql://db/x", "scheme"),
         ("sqlite://", "names no SQLite file"),
         ("postgresql://127.0.0.1:5432", "names no PostgreSQL database"),
+        ("postgresql://h:abc/db", "port that is not a number"),
+        ("postgresql:///db", "names no host"),
     ],
 )
 def test_env_url_rejects_unsupported_or_incomplete_urls(value: str, problem: str) -> None:
@@ -53,9 +55,8 @@ def test_env_url_rejects_unsupported_or_incomplete_urls(value: str, problem: str
 
 
 def _import_settings(**env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}
-    }
+    unset = {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "ALLOWED_HOSTS"}
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", "import hisplatform.settings"],
@@ -73,9 +74,35 @@ def test_secret_key_is_required_when_debug_is_off() -> None:
     assert "SECRET_KEY must be set" in result.stderr
 
 
+STRONG = "k3Jd9-fQ2xLm7ZpR4tVw8yBn1cHs6gAe"
+
+
 def test_debug_runs_without_a_secret_and_production_with_one() -> None:
     assert _import_settings(DEBUG="1").returncode == 0
-    assert _import_settings(DEBUG="0", SECRET_KEY="a-real-secret-from-the-vault").returncode == 0
+    assert _import_settings(DEBUG="0", SECRET_KEY=STRONG, ALLOWED_HOSTS="analytics.example").returncode == 0
+
+
+@pytest.mark.parametrize("secret", ["short-secret", "replace-with-50-random-characters-from-a-vault"])
+def test_weak_or_placeholder_secret_is_refused_in_production(secret: str) -> None:
+    result = _import_settings(DEBUG="0", SECRET_KEY=secret, ALLOWED_HOSTS="analytics.example")
+    assert result.returncode != 0
+    assert "at least 32 characters (not a placeholder)" in result.stderr
+
+
+def test_production_without_allowed_hosts_stops_with_a_reason() -> None:
+    result = _import_settings(DEBUG="0", SECRET_KEY=STRONG)
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must list the host names" in result.stderr
+
+
+def test_memory_broker_cannot_be_used_without_eager_tasks() -> None:
+    result = _import_settings(DEBUG="1", CELERY_TASK_ALWAYS_EAGER="0")
+    assert "CELERY_TASK_ALWAYS_EAGER may be off only with a Redis" in result.stderr
+
+
+def test_log_level_is_checked() -> None:
+    result = _import_settings(DEBUG="1", LOG_LEVEL="LOUD")
+    assert "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in result.stderr
 
 
 def test_bad_database_url_stops_startup_with_its_name() -> None:
@@ -98,3 +125,12 @@ def test_env_file_rejects_a_line_that_is_not_key_value(tmp_path: Path) -> None:
     env_file.write_text("DEBUG=1\nexport this is wrong\n")
     with pytest.raises(ImproperlyConfigured, match=r"\.env:2 is not a KEY=VALUE line"):
         load_env_file(env_file, environ={})
+
+
+def test_url_errors_never_print_the_password() -> None:
+    with pytest.raises(ImproperlyConfigured) as error:
+        env_url(
+            "DATABASE_URL", "x", kind="database", environ={"DATABASE_URL": "postgresql://u:s3cr3t@h:x/db"}
+        )
+    assert "s3cr3t" not in str(error.value)
+    assert "u:***@h:x" in str(error.value)

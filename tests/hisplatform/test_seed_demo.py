@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -74,6 +75,22 @@ def test_seed_creates_the_hospital_and_an_account_for_every_role(demo_settings: 
     active = [p.code for p in projects if p.is_active_on(dt.date(2026, 11, 25))]
     assert active == ["RP-2026-014"]
 
+    # Separation of duties in Django admin: accounts for the administrator, the audit trail for the
+    # security officer, neither for the other, and no superuser at all.
+    by_role = {a["role"]: a for a in accounts}
+    admin, officer = Client(), Client()
+    assert admin.login(
+        username=by_role["administrator"]["username"], password=by_role["administrator"]["password"]
+    )
+    assert officer.login(
+        username=by_role["security_officer"]["username"], password=by_role["security_officer"]["password"]
+    )
+    assert admin.get("/admin/auth/user/").status_code == 200
+    assert admin.get("/admin/audit/auditevent/").status_code == 403
+    assert officer.get("/admin/audit/auditevent/").status_code == 200
+    assert officer.get("/admin/auth/user/").status_code == 403
+    assert not User.objects.filter(is_superuser=True).exists()
+
     client = Client()
     assert client.login(username=accounts[0]["username"], password=accounts[0]["password"])
     assert b'data-testid="department">Cardiology (CARD)<' in client.get("/").content
@@ -102,4 +119,20 @@ def test_unreachable_postgres_warehouse_is_a_clear_error(
     with pytest.raises(
         CommandError, match=r"Cannot connect to PostgreSQL database nowhere on 127\.0\.0\.1:1"
     ):
+        call_command("seed_demo", "--patients", "60")
+
+
+def test_a_damaged_accounts_file_gets_a_clear_message(demo_settings: Path, db: None) -> None:
+    (demo_settings / "demo_accounts.json").write_text("{not json")
+    with pytest.raises(CommandError, match=r"cannot be read .* run `python manage\.py seed_demo`"):
+        call_command("demo_accounts", "--json")
+
+
+def test_an_unwritable_warehouse_folder_is_a_clear_error(
+    settings: SettingsWrapper, demo_settings: Path, db: None
+) -> None:
+    blocker = demo_settings / "not-a-folder"
+    blocker.write_text("a file where the warehouse folder should be")
+    settings.WAREHOUSE_URL = f"sqlite:///{blocker / 'warehouse.sqlite3'}"
+    with pytest.raises(CommandError, match="could not be"):
         call_command("seed_demo", "--patients", "60")

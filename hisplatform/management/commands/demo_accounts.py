@@ -7,9 +7,9 @@ from argparse import ArgumentParser
 from dataclasses import asdict
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from hisplatform.services import demo_accounts_read
+from hisplatform.services import DemoAccountsUnreadable, demo_accounts_read
 
 
 class Command(BaseCommand):
@@ -19,7 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON list")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        accounts = demo_accounts_read()
+        try:
+            accounts = demo_accounts_read()
+        except DemoAccountsUnreadable as error:
+            raise CommandError(str(error)) from None
         if options["json"]:
             self.stdout.write(json.dumps([asdict(a) for a in accounts], indent=2))
             return

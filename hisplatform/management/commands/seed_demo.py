@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
 
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from hisplatform.services import demo_accounts_seed
 from hisplatform.warehouse.loader import load_demo
@@ -56,7 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-accounts", action="store_true", help="load the warehouse only")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        reference_date: dt.date = options["reference_date"] or dt.date.today()
+        reference_date: dt.date = options["reference_date"] or timezone.localdate()
         try:
             target = warehouse_target()
             self.stdout.write(f"Seeding {options['patients']} patients into {target.describe()} ...")
@@ -70,6 +73,17 @@ class Command(BaseCommand):
             staff_ids = _demo_staff_ids(target)
         except WarehouseConfigError as error:
             raise CommandError(str(error)) from None
+        except (psycopg.Error, sqlite3.Error) as error:
+            # Nothing was replaced: SQLite builds a new file, PostgreSQL loads in one transaction.
+            raise CommandError(
+                f"The warehouse could not be loaded ({type(error).__name__}: {error}); "
+                "the previous warehouse, if any, is unchanged."
+            ) from None
+        except OSError as error:
+            raise CommandError(
+                f"The warehouse file could not be written ({error.strerror or error}); "
+                "check the disk space and permissions. The previous warehouse, if any, is unchanged."
+            ) from None
         self.stdout.write(
             self.style.SUCCESS(
                 f"Loaded {report.patients} patients, {sum(report.row_counts.values()):,} rows "
