@@ -51,7 +51,7 @@ HASHED_FIELDS: tuple[str, ...] = (
     "details",
 )
 
-# The triggers migration 0001 installs; `audit_verify` fails when one is missing or disabled.
+# The triggers migration 0002 installs; `audit_verify` fails when one is missing or disabled.
 GUARD_TRIGGERS: dict[str, frozenset[str]] = {
     "postgresql": frozenset(
         {

@@ -38,7 +38,8 @@ class EventDecision(models.TextChoices):
 class AuditEvent(models.Model):
     """One thing someone did, as it was at that moment; never updated, never deleted.
 
-    The database refuses UPDATE, DELETE and TRUNCATE (triggers from migration 0001). Consequences:
+    The database refuses UPDATE, DELETE and TRUNCATE: triggers (migration 0002) for everyone and,
+    on PostgreSQL, the privileges of the application's role (`create_app_role`). Consequences:
     anything computed later about an event (anomaly score, triage) lives in another table pointing
     here; on SQLite, a schema change that makes Django remake this table drops its triggers, so add
     only nullable columns without defaults or re-create the triggers in the same migration

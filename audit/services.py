@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import functools
+import inspect
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ParamSpec
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
@@ -27,6 +28,7 @@ PG_APPEND_LOCK = 0x6175646974
 TEXT_LIMIT = 100_000
 
 UserLike = AbstractBaseUser | AnonymousUser
+_P = ParamSpec("_P")
 # Longer values are cut rather than refused: an event must be recorded whatever came in.
 _CHAR_LIMITS = {
     field.name: field.max_length
@@ -41,7 +43,10 @@ class AuditChainError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class AuditEntry:
-    """One event to record; the arguments of `audit_record`, for batches."""
+    """One event to record: the keyword arguments of `audit_record`, and the items of a batch.
+
+    No time field: the service stamps `occurred_at` itself, under the append lock.
+    """
 
     user: UserLike | None
     kind: str
@@ -67,74 +72,45 @@ class AuditEntry:
     message: str = ""
     duration_ms: float | None = None
     details: Mapping[str, Any] | None = None
-    occurred_at: dt.datetime | None = None
 
 
-def audit_record(
-    *,
-    user: UserLike | None,
-    kind: str,
-    status: str,
-    username: str | None = None,
-    role: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
-    client_addr: str = "",
-    user_agent: str = "",
-    purpose_of_use: str = "",
-    breakglass_session_id: int | None = None,
-    question: str = "",
-    sql_generated: str = "",
-    sql_executed: str = "",
-    decision: str = EventDecision.NONE,
-    obligations: Any = None,
-    policy_trace: Any = None,
-    tables_touched: Iterable[str] = (),
-    columns_touched: Iterable[str] = (),
-    row_count: int | None = None,
-    patients_touched: Iterable[int] = (),
-    patients_touched_count: int | None = None,
-    message: str = "",
-    duration_ms: float | None = None,
-    details: Mapping[str, Any] | None = None,
-    occurred_at: dt.datetime | None = None,
-) -> AuditEvent:
-    """Append one event to the chain and return it (its `pk` is its `seq`).
+def _called_with_fields_of(
+    make_entry: Callable[_P, AuditEntry],
+) -> Callable[[Callable[[AuditEntry], AuditEvent]], Callable[_P, AuditEvent]]:
+    """Give a function of one entry the entry's own keyword arguments, typed from the dataclass.
+
+    AuditEntry stays the only place the fields are written: a field added there is accepted by
+    `audit_record` at once, with its type checked by mypy at every call.
+    """
+
+    def decorate(record: Callable[[AuditEntry], AuditEvent]) -> Callable[_P, AuditEvent]:
+        @functools.wraps(record)
+        def with_fields(*args: _P.args, **kwargs: _P.kwargs) -> AuditEvent:
+            return record(make_entry(*args, **kwargs))
+
+        # help() and editors show the fields, not the wrapped function's single `entry`.
+        with_fields.__signature__ = inspect.signature(make_entry).replace(  # type: ignore[attr-defined]
+            return_annotation=AuditEvent.__name__
+        )
+        return with_fields
+
+    return decorate
+
+
+@_called_with_fields_of(AuditEntry)
+def audit_record(entry: AuditEntry) -> AuditEvent:
+    """Append one event to the chain and return it (its `pk` is its `seq`); takes AuditEntry's fields.
 
     `username`, `role` and `attributes` default to a snapshot of the user's account and staff
     profile now; pass them when the caller already holds the subject (saves two queries). Unknown
-    `kind`, `status` or `decision` raise ValueError. Safe inside an outer transaction and from any
-    number of threads and processes; inside one, the append lock is held until the outer commit, so
-    record late in the transaction. If the outer transaction rolls back, so does the event. On
-    PostgreSQL the transaction must be READ COMMITTED (Django's default): under REPEATABLE READ a
-    concurrent append makes the head lock fail with a serialization error.
+    `kind`, `status` or `decision` raise ValueError. The time is never the caller's: it is stamped
+    under the append lock, so seq order is time order (across hosts, as far as their clocks agree).
+    Safe inside an outer transaction and from any number of threads and processes; inside one, the
+    append lock is held until the outer commit, so record late in the transaction. If the outer
+    transaction rolls back, so does the event. On PostgreSQL the transaction must be READ COMMITTED
+    (Django's default): under REPEATABLE READ a concurrent append makes the head lock fail with a
+    serialization error.
     """
-    entry = AuditEntry(
-        user=user,
-        kind=kind,
-        status=status,
-        username=username,
-        role=role,
-        attributes=attributes,
-        client_addr=client_addr,
-        user_agent=user_agent,
-        purpose_of_use=purpose_of_use,
-        breakglass_session_id=breakglass_session_id,
-        question=question,
-        sql_generated=sql_generated,
-        sql_executed=sql_executed,
-        decision=decision,
-        obligations=obligations,
-        policy_trace=policy_trace,
-        tables_touched=tables_touched,
-        columns_touched=columns_touched,
-        row_count=row_count,
-        patients_touched=patients_touched,
-        patients_touched_count=patients_touched_count,
-        message=message,
-        duration_ms=duration_ms,
-        details=details,
-        occurred_at=occurred_at,
-    )
     return audit_record_many(entries=[entry])[0]
 
 
@@ -202,8 +178,7 @@ def _append(
         seq += 1
         values["seq"] = seq
         values["prev_hash"] = prev_hash
-        if values["occurred_at"] is None:
-            values["occurred_at"] = now
+        values["occurred_at"] = now
         prev_hash = values["hash"] = event_hash(values)
     _insert(connection, prepared)
     with connection.cursor() as cursor:
@@ -277,10 +252,7 @@ def _prepare(entry: AuditEntry) -> dict[str, Any]:
         raise ValueError("patients_touched_count cannot be smaller than the patients listed.")
     if entry.row_count is not None and entry.row_count < 0:
         raise ValueError("row_count cannot be negative.")
-    if entry.occurred_at is not None and timezone.is_naive(entry.occurred_at):
-        raise ValueError("occurred_at must be timezone-aware.")
     return {
-        "occurred_at": entry.occurred_at,
         "kind": entry.kind,
         "status": entry.status,
         "user_id": user_id,

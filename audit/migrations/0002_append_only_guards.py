@@ -1,11 +1,13 @@
 """Make the audit store append-only in the database itself, whoever connects and however.
 
-PostgreSQL: row triggers refuse UPDATE and DELETE of events, statement triggers refuse TRUNCATE,
-and PUBLIC loses those privileges. Triggers fire for the table owner and superusers too; only
-someone who can ALTER the table (or set session_replication_role) can switch them off, which is
-what the hash chain and `audit_verify` are there to catch. In production, migrate as the owner
-and run the application as a role granted only SELECT, INSERT on audit_event and SELECT, INSERT,
-UPDATE on audit_chain_head.
+PostgreSQL: row triggers refuse UPDATE and DELETE of events, statement triggers refuse TRUNCATE.
+Triggers fire for the table owner and superusers too; only someone who can ALTER the table (or
+set session_replication_role) can switch them off, which is what the hash chain and `audit_verify`
+are there to catch. The REVOKEs from PUBLIC below take back nothing PostgreSQL grants by default:
+they only undo an earlier GRANT ... TO PUBLIC. The privileges that refuse the application itself
+come from `manage.py create_app_role`, run by the owner after every migrate: the application logs
+in as that role, which holds only SELECT, INSERT on audit_event and SELECT, INSERT, UPDATE on
+audit_chain_head, and owns nothing, so it cannot ALTER the tables either.
 
 SQLite: the same refusals with RAISE(ABORT). Anyone who can write the file can drop them; again
 the chain is what shows it.

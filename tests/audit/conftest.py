@@ -1,4 +1,7 @@
-"""Audit test fixtures: a flushable store for transactional tests, and an attacker who can lift the guards."""
+"""Audit test fixtures: an attacker who can lift the guards, and a clinician asking questions.
+
+(The audit tables are made flushable for transactional tests by tests/conftest.py, for the whole run.)
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,7 @@ from django.db.backends.utils import CursorWrapper
 
 from audit.models import AuditEvent, EventKind, EventStatus
 from audit.services import audit_record
-from tests.audit.flush import AUDIT_TABLES, audit_tables_flushable
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _audit_tables_flushable() -> Iterator[None]:
-    # tests/conftest.py should hold this for the whole suite; here it covers at least these tests.
-    with audit_tables_flushable():
-        yield
+from tests.audit.flush import AUDIT_TABLES
 
 
 @contextmanager

@@ -73,6 +73,8 @@ def test_threads_appending_at_once_make_one_contiguous_chain() -> None:
     assert [seq for seq, _, _ in rows] == list(range(1, WRITERS * EVENTS_EACH + 1))
     for writer in range(WRITERS):  # each writer's events kept its own order
         assert [int(m) for _, user, m in rows if user == f"writer{writer}"] == list(range(EVENTS_EACH))
+    times = list(AuditEvent.objects.order_by("seq").values_list("occurred_at", flat=True))
+    assert times == sorted(times)  # stamped under the lock: seq order is time order across writers
     report = verify_chain()
     assert (report.intact, report.events) == (True, WRITERS * EVENTS_EACH)
 

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_bytes, event_hash, verify_chain
 from audit.models import AuditChainHead, AuditEvent, EventKind, EventStatus
-from audit.services import TEXT_LIMIT, AuditEntry, audit_record, audit_record_many
+from audit.services import TEXT_LIMIT, AuditEntry, _called_with_fields_of, audit_record, audit_record_many
 from hisplatform.models import ProjectMembership, ResearchProject
 
 pytestmark = pytest.mark.django_db
@@ -199,9 +200,50 @@ def test_the_hash_covers_every_column() -> None:
     assert set(HASHED_FIELDS) == columns - {"hash"}
 
 
-def test_audit_entry_and_audit_record_take_the_same_arguments() -> None:
-    parameters = list(inspect.signature(audit_record).parameters)
-    assert parameters == [field.name for field in dataclasses.fields(AuditEntry)]
+def test_audit_record_takes_audit_entrys_fields_defaults_and_all() -> None:
+    assert inspect.signature(audit_record).parameters == inspect.signature(AuditEntry).parameters
+    assert list(inspect.signature(audit_record).parameters) == [
+        f.name for f in dataclasses.fields(AuditEntry)
+    ]
+
+
+def test_a_field_added_to_the_entry_is_taken_without_being_written_twice() -> None:
+    @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+    class TicketedEntry(AuditEntry):
+        ticket: str = ""
+
+    received: list[AuditEntry] = []
+
+    def keep(entry: AuditEntry) -> AuditEvent:
+        received.append(entry)
+        return AuditEvent(seq=len(received))
+
+    record = _called_with_fields_of(TicketedEntry)(keep)
+    record(user=None, kind=EventKind.EXPORT, status=EventStatus.OK, ticket="INC-42")
+
+    assert received == [
+        TicketedEntry(user=None, kind=EventKind.EXPORT, status=EventStatus.OK, ticket="INC-42")
+    ]
+    assert "ticket" in inspect.signature(record).parameters
+
+
+def test_the_time_is_the_services_never_the_callers(record_questions) -> None:
+    a_year_ago = timezone.now() - dt.timedelta(days=365)
+    with pytest.raises(TypeError, match="occurred_at"):
+        audit_record(user=None, kind=EventKind.LOGIN, status=EventStatus.OK, occurred_at=a_year_ago)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="occurred_at"):
+        AuditEntry(user=None, kind=EventKind.LOGIN, status=EventStatus.OK, occurred_at=a_year_ago)  # type: ignore[call-arg]
+
+    before = timezone.now()
+    record_questions(3)
+    audit_record_many(entries=[AuditEntry(user=None, kind=EventKind.LOGOUT, status=EventStatus.OK)] * 3)
+    record_questions(2)
+    after = timezone.now()
+
+    times = list(AuditEvent.objects.order_by("seq").values_list("occurred_at", flat=True))
+    assert len(times) == 8
+    assert times == sorted(times)  # seq order is time order
+    assert before <= times[0] <= times[-1] <= after
 
 
 def test_events_chain_one_to_the_next(record_questions) -> None:

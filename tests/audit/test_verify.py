@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -168,3 +173,59 @@ def test_verify_reports_the_chain_it_walked(record_questions) -> None:
 def test_a_bad_chunk_size_is_refused() -> None:
     with pytest.raises(CommandError, match="--chunk-size must be at least 1"):
         _verify("--chunk-size", "0")
+
+
+def _manage(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # the rename must be seen, and the failure must not poison a transaction
+def test_a_missing_table_is_a_clear_error_not_a_traceback(record_questions) -> None:
+    record_questions(1)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_chain_head RENAME TO audit_chain_head_elsewhere")
+    try:
+        message = _broken()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_chain_head_elsewhere RENAME TO audit_chain_head")
+    assert message.startswith("Could not verify the audit chain in the ")
+    assert ": table audit_chain_head missing (" in message
+    assert message.endswith("); run `manage.py migrate` on this database.")
+    assert _verify().startswith("Audit chain intact: 1 events")
+
+
+def test_an_unmigrated_database_fails_with_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never_migrated.sqlite3'}"
+    result = _manage(url, "audit_verify")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "CommandError: Could not verify the audit chain in the SQLite database "
+        f"{tmp_path / 'never_migrated.sqlite3'}: tables audit_event, audit_chain_head missing "
+        "(no such table: audit_chain_head); run `manage.py migrate` on this database."
+    )
+
+
+def test_an_unreachable_database_fails_with_one_line() -> None:
+    # Port 1 on loopback: nothing listens, so the connection is refused at once.
+    result = _manage("postgresql://postgres@127.0.0.1:1/his_audit2_nowhere", "audit_verify")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    first_line, *rest = result.stderr.strip().splitlines()
+    assert rest == []
+    assert first_line.startswith(
+        "CommandError: Could not verify the audit chain in the postgresql database his_audit2_nowhere on "
+        "127.0.0.1:1: the database cannot be reached ("
+    )
+    assert first_line.endswith("); check that it is up and DATABASE_URL is right.")

@@ -37,7 +37,7 @@ def _wait_for_http(url: str, deadline: float) -> int:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
                 return int(response.status)
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, OSError):  # refused, reset, or a read timeout while workers boot
             time.sleep(0.3)
     raise AssertionError(f"{url} did not answer in time")
 
@@ -77,6 +77,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         check=True,
         capture_output=True,
     )
+    # As in docker/compose.yml: the owner migrates and grants, the services log in as the app role.
+    app_role = f"his_app_{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [sys.executable, "manage.py", "create_app_role", "--role", app_role],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    env["DATABASE_URL"] = f"postgresql://{app_role}@127.0.0.1:5432/{name}"
     commands = {
         "web": [
             str(BIN / "gunicorn"),
@@ -135,6 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{app_role}"')
 
 
 def test_gunicorn_serves_health_sign_in_and_static_files_with_debug_off(stack: dict[str, object]) -> None:
