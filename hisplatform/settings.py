@@ -101,6 +101,10 @@ WAREHOUSE_STATEMENT_TIMEOUT_MS = env_int(
     "WAREHOUSE_STATEMENT_TIMEOUT_MS", 15_000, minimum=100, maximum=600_000
 )
 WAREHOUSE_ROW_CAP = env_int("WAREHOUSE_ROW_CAP", 5_000, minimum=1, maximum=1_000_000)
+# A result larger than this is refused rather than held in a web worker's memory.
+WAREHOUSE_MAX_RESULT_BYTES = env_int(
+    "WAREHOUSE_MAX_RESULT_BYTES", 50_000_000, minimum=10_000, maximum=2_000_000_000
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

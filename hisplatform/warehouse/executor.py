@@ -1,7 +1,9 @@
-"""The one way warehouse SQL runs: read-only at the database itself, time-limited and row-capped."""
+"""The one way warehouse SQL runs: read-only at the database itself, time-limited, row- and size-capped."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import functools
 import logging
 import math
@@ -10,11 +12,13 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Final, cast
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from django.conf import settings
@@ -25,13 +29,16 @@ from psycopg.rows import TupleRow
 
 from hisplatform.warehouse.schema import IDENTITY_TABLES
 from hisplatform.warehouse.schema import tables as schema_tables
-from hisplatform.warehouse.targets import WarehouseConfigError, WarehouseTarget, warehouse_target
+from hisplatform.warehouse.targets import WarehouseConfigError, WarehouseTarget, libpq_url, warehouse_target
 
 logger = logging.getLogger(__name__)
 
 PgConnection = psycopg.Connection[TupleRow]
 
 CREATE_READER_HINT: Final = "An operator must run `python manage.py create_warehouse_reader`."
+BUSY_MESSAGE: Final = "The warehouse is being reloaded or maintained; try again in a minute."
+# The default for WAREHOUSE_MAX_RESULT_BYTES: far above any answer a person reads (5,000 rows of
+# 10 KB), far below what would strain a web worker.
 
 
 # --- Results and errors -------------------------------------------------------------------------
@@ -41,7 +48,7 @@ CREATE_READER_HINT: Final = "An operator must run `python manage.py create_wareh
 class QueryResult:
     columns: list[str]
     rows: list[tuple[object, ...]]
-    truncated: bool  # more rows existed than the row cap allowed
+    truncated: bool  # more rows existed than the row cap allowed (a result over the size limit is an error)
     duration_ms: float  # running the query and fetching its rows, as the database was asked
 
 
@@ -103,6 +110,15 @@ def _seconds(milliseconds: int) -> str:
     return f"{milliseconds / 1000:g} s"
 
 
+_INVALID_PARAMETERS_MESSAGE: Final = (
+    "The warehouse cannot use the values given with this query (their number does not match its "
+    "placeholders, or a value is too large or of an unsupported type)."
+)
+_UNENCODABLE_MESSAGE: Final = (
+    "The query, or a value given with it, contains characters that cannot be sent to the warehouse."
+)
+
+
 def _missing_table_error(name: str) -> WarehouseQueryError:
     table = name.rsplit(".", 1)[-1].strip('"').lower()
     if table in IDENTITY_TABLES:
@@ -124,16 +140,19 @@ def execute_readonly(
     target: WarehouseTarget | None = None,
     row_cap: int | None = None,
     timeout_ms: int | None = None,
+    max_result_bytes: int | None = None,
 ) -> QueryResult:
     """Run one read-only query and return at most `row_cap` rows, or raise a WarehouseError.
 
     Placeholders follow the driver: `?` on SQLite, `%s` on PostgreSQL (where a literal % must then
-    be written %%). Without params the SQL is sent as is.
+    be written %%). Without params the SQL is sent as is. A result holding more than
+    `max_result_bytes` (default WAREHOUSE_MAX_RESULT_BYTES) is refused with code "result_too_large".
     """
     cap = settings.WAREHOUSE_ROW_CAP if row_cap is None else row_cap
     timeout = settings.WAREHOUSE_STATEMENT_TIMEOUT_MS if timeout_ms is None else timeout_ms
-    if cap < 1 or timeout < 1:
-        raise ValueError("row_cap and timeout_ms must be positive")
+    max_bytes = _max_result_bytes() if max_result_bytes is None else max_result_bytes
+    if cap < 1 or timeout < 1 or max_bytes < 1:
+        raise ValueError("row_cap, timeout_ms and max_result_bytes must be positive")
     if not sql.strip():
         raise WarehouseQueryError("There is no query to run.", code="empty_query")
     if target is None:
@@ -141,9 +160,10 @@ def execute_readonly(
             target = warehouse_target()
         except WarehouseConfigError as error:
             raise WarehouseUnavailable(str(error)) from None
+    limits = _Limits(cap, timeout, max_bytes)
     if target.sqlite_path is not None:
-        return _run_sqlite(target.sqlite_path, sql, params, cap, timeout)
-    return _run_postgres(target, sql, params, cap, timeout)
+        return _run_sqlite(target.sqlite_path, sql, params, limits)
+    return _run_postgres(target, sql, params, limits)
 
 
 def close_connections() -> None:
@@ -169,6 +189,102 @@ def readable_tables(target: WarehouseTarget | None = None) -> set[str]:
         )
     result = execute_readonly(query, target=target, row_cap=100_000)
     return {str(row[0]) for row in result.rows}
+
+
+# --- Result size --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Limits:
+    cap: int
+    timeout_ms: int
+    max_bytes: int
+
+
+def _max_result_bytes() -> int:
+    # Validated where settings read it from the environment (hisplatform.env.env_int).
+    value: int = settings.WAREHOUSE_MAX_RESULT_BYTES
+    return value
+
+
+# Rows are fetched and measured this many at a time: a result overshoots the size limit by at most
+# one batch, and the cost per batch (a Python call, a libpq chunk) vanishes against 100 rows.
+_FETCH_BATCH_ROWS: Final = 100
+# What a number, date, time or flag counts for: about its size on the wire.
+_FIXED_CELL_BYTES: Final = 8
+_FIXED_KINDS: Final = frozenset(
+    {int, float, bool, datetime.datetime, datetime.date, datetime.time, datetime.timedelta, uuid.UUID}
+)
+
+
+def _value_bytes(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    if type(value) in _FIXED_KINDS:
+        return _FIXED_CELL_BYTES
+    return len(str(value))  # lists, dicts, decimals: their text grows with what they hold
+
+
+def _batch_bytes(rows: Sequence[tuple[object, ...]], measured: Sequence[int] | None) -> int:
+    """About how many bytes the rows hold: text and binary by length, numbers and dates 8 bytes a cell.
+
+    Only the `measured` columns are looked at (None: all of them); the others are known to hold
+    fixed-size values. Column by column, so the common cases (all text, all numbers) cost a few
+    C-level passes, not a Python step per cell.
+    """
+    if not rows:
+        return 0
+    if measured is None:
+        columns: Iterable[Sequence[object]] = zip(*rows, strict=True)
+        total = 0
+    else:
+        columns = ([row[index] for row in rows] for index in measured)
+        total = _FIXED_CELL_BYTES * len(rows) * (len(rows[0]) - len(measured))
+    for values in columns:
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if kinds in ({str}, {bytes}):
+            total += sum(map(len, cast("Iterable[str | bytes]", filter(None, values))))
+        elif kinds <= _FIXED_KINDS:
+            total += _FIXED_CELL_BYTES * len(values)
+        else:
+            total += sum(map(_value_bytes, values))
+    return total
+
+
+def _collect(
+    fetch: Callable[[int], list[tuple[object, ...]]],
+    limits: _Limits,
+    measured_columns: Callable[[], Sequence[int] | None] = lambda: None,
+) -> list[tuple[object, ...]]:
+    """Fetch up to cap + 1 rows (the extra one only shows there were more), batch by batch, and refuse
+    the result as soon as the rows kept hold more than the byte limit.
+
+    `measured_columns` is asked once, after the first batch: which columns may hold values of
+    varying size (None: any of them).
+    """
+    rows: list[tuple[object, ...]] = []
+    size = 0
+    measured: Sequence[int] | None = None
+    while len(rows) <= limits.cap:
+        batch = fetch(min(_FETCH_BATCH_ROWS, limits.cap + 1 - len(rows)))
+        if not batch:
+            break
+        if not rows:
+            measured = measured_columns()
+        size += _batch_bytes(batch[: limits.cap - len(rows)], measured)
+        if size > limits.max_bytes:
+            raise WarehouseQueryError(
+                f"The result is too large to show (more than {limits.max_bytes / 1_000_000:g} MB). Ask for "
+                "fewer rows or columns, or leave out long text.",
+                code="result_too_large",
+            )
+        rows.extend(batch)
+    return rows
 
 
 # --- Per-thread connection reuse ----------------------------------------------------------------
@@ -338,28 +454,27 @@ def _sqlite_discard(path: Path) -> None:
         handle.conn.close()
 
 
-def _run_sqlite(
-    path: Path, sql: str, params: Sequence[object] | None, cap: int, timeout_ms: int
-) -> QueryResult:
+def _run_sqlite(path: Path, sql: str, params: Sequence[object] | None, limits: _Limits) -> QueryResult:
     handle = _sqlite_handle(path)
     handle.denied.clear()
     started = time.perf_counter()
-    handle.deadline[0] = time.monotonic() + timeout_ms / 1000
+    handle.deadline[0] = time.monotonic() + limits.timeout_ms / 1000
     cursor: sqlite3.Cursor | None = None
     try:
         cursor = handle.conn.execute(sql, tuple(params or ()))
         if cursor.description is None:
             raise WarehouseRefused("not_a_query")
-        rows: list[tuple[object, ...]] = cursor.fetchmany(cap + 1)
         columns = [str(column[0]) for column in cursor.description]
+        # SQLite steps the statement row by row, so only the rows fetched are ever in memory.
+        rows = _collect(cursor.fetchmany, limits)
+    except UnicodeEncodeError:
+        raise WarehouseQueryError(_UNENCODABLE_MESSAGE, code="invalid_query") from None
     except (OverflowError, ValueError, TypeError):
         # Raised while binding parameters (an integer beyond 64 bits, an unsupported type).
-        raise WarehouseQueryError(
-            "The warehouse cannot use a value given with this query (too large, or of an unsupported type)."
-        ) from None
+        raise WarehouseQueryError(_INVALID_PARAMETERS_MESSAGE, code="invalid_parameters") from None
     except (sqlite3.Error, sqlite3.Warning) as error:
         timed_out = time.monotonic() >= handle.deadline[0]
-        mapped = _sqlite_error(error, timed_out=timed_out, timeout_ms=timeout_ms, denied=handle.denied)
+        mapped = _sqlite_error(error, timed_out=timed_out, timeout_ms=limits.timeout_ms, denied=handle.denied)
         if isinstance(mapped, WarehouseUnavailable):
             _sqlite_discard(path)
         raise mapped from None
@@ -367,13 +482,14 @@ def _run_sqlite(
         handle.deadline[0] = math.inf
         if cursor is not None:
             cursor.close()  # resets the statement, releasing the read lock a reload would wait on
-    return QueryResult(columns, rows[:cap], len(rows) > cap, (time.perf_counter() - started) * 1000)
+    duration_ms = (time.perf_counter() - started) * 1000
+    return QueryResult(columns, rows[: limits.cap], len(rows) > limits.cap, duration_ms)
 
 
 # SQLite messages that only repeat names and tokens from the query itself, so they are safe to show.
 _SQLITE_SAFE_MESSAGES: Final = re.compile(
     r"no such column|near \"|syntax error|ambiguous column name|misuse of|wrong number of arguments|"
-    r"incomplete input|unrecognized token|Incorrect number of bindings|circular reference|"
+    r"incomplete input|unrecognized token|circular reference|"
     r"sub-select returns|too many|no tables specified|ORDER BY term|GROUP BY term|"
     r"a GROUP BY clause is required|HAVING clause|row value misused|parser stack overflow|"
     r"Expression tree is too large|string or blob too big|SELECTs to the left and right",
@@ -388,6 +504,8 @@ def _sqlite_error(
     lowered = message.lower()
     if "one statement at a time" in lowered:
         return WarehouseRefused("multiple_statements")
+    if lowered.startswith(("incorrect number of bindings", "error binding parameter")):
+        return WarehouseQueryError(_INVALID_PARAMETERS_MESSAGE, code="invalid_parameters")
     if "interrupted" in lowered:
         return WarehouseTimeout(timeout_ms) if timed_out else WarehouseError("The query was interrupted.")
     if "not authorized" in lowered or "authorization denied" in lowered or "prohibited" in lowered:
@@ -403,7 +521,7 @@ def _sqlite_error(
     if match := re.match(r"no such table: (\S+)", message):
         return _missing_table_error(match.group(1))
     if "database is locked" in lowered or "database table is locked" in lowered:
-        return WarehouseUnavailable("The warehouse is being reloaded. Try again in a minute.", code="busy")
+        return WarehouseUnavailable(BUSY_MESSAGE, code="busy")
     if any(
         text in lowered
         for text in (
@@ -426,18 +544,23 @@ def _sqlite_error(
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 _PG_CONNECT_TIMEOUT_S: Final = 5
-# A reader session must hold none of these; connecting as such an account is refused outright.
+# True when the session's account is unsafe to answer questions as. "mine" is the account and every
+# role it is a member of, directly or through others (SET ROLE could switch to any of them): none may
+# hold a powerful attribute, be a predefined pg_* role (each grants more than reading the granted
+# tables: pg_read_all_data, pg_write_all_data, pg_read_all_stats, pg_monitor, server files,
+# signalling backends...), or own the database, the schema or a table in it. Connecting as such an
+# account is refused outright.
 _PG_ROLE_CHECK: Final = pg_sql.SQL(
     """
-    SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls
-        OR pg_has_role(r.oid, 'pg_execute_server_program', 'MEMBER')
-        OR pg_has_role(r.oid, 'pg_read_server_files', 'MEMBER')
-        OR pg_has_role(r.oid, 'pg_write_server_files', 'MEMBER')
-        OR pg_has_role(r.oid, 'pg_write_all_data', 'MEMBER')
-        OR EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_database() AND d.datdba = r.oid)
-        OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid
+    WITH mine AS (SELECT * FROM pg_roles WHERE pg_has_role(session_user, oid, 'MEMBER'))
+    SELECT EXISTS (SELECT 1 FROM mine WHERE rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication
+                   OR rolbypassrls OR starts_with(rolname, 'pg_'))
+        OR EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_database()
+                   AND d.datdba IN (SELECT oid FROM mine))
+        OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = current_schema()
+                   AND n.nspowner IN (SELECT oid FROM mine))
+        OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner IN (SELECT oid FROM mine)
                    AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()))
-    FROM pg_roles r WHERE r.rolname = session_user
     """
 )
 
@@ -445,23 +568,20 @@ _PG_ROLE_CHECK: Final = pg_sql.SQL(
 def reader_url(target: WarehouseTarget) -> str:
     """The reader's URL: WAREHOUSE_READER_URL for the configured warehouse, else the reader role's name."""
     if settings.WAREHOUSE_READER_URL and target.url == settings.WAREHOUSE_URL:
-        return str(settings.WAREHOUSE_READER_URL)
-    parts = urlsplit(target.url)
-    host = parts.netloc.rpartition("@")[2]  # keeps the port and any [IPv6] brackets
-    netloc = f"{quote(settings.WAREHOUSE_READER_ROLE, safe='')}@{host}"
-    return urlunsplit(("postgresql", netloc, parts.path, parts.query, parts.fragment))
+        return libpq_url(str(settings.WAREHOUSE_READER_URL))
+    return target.with_user(settings.WAREHOUSE_READER_ROLE)
 
 
 def _reader_role(url: str) -> str:
-    return urlsplit(url).username or "(the WAREHOUSE_READER_URL user)"
+    username = urlsplit(url).username
+    return unquote(username) if username else "(the WAREHOUSE_READER_URL user)"
 
 
 def _pg_connect(url: str, target: WarehouseTarget) -> PgConnection:
-    conninfo = urlunsplit(("postgresql", *urlsplit(url)[1:]))
     role = _reader_role(url)
     try:
         conn = psycopg.connect(
-            conninfo,
+            url,
             autocommit=True,  # transactions are opened explicitly, READ ONLY, one per query
             prepare_threshold=None,
             connect_timeout=_PG_CONNECT_TIMEOUT_S,
@@ -519,12 +639,23 @@ def _pg_discard(url: str) -> None:
         conn.close()
 
 
+# A reload (seed_demo) holds ACCESS EXCLUSIVE locks on the tables until it commits, which takes
+# minutes on a large hospital: waiting longer than this for a lock only delays "try again later".
+_PG_LOCK_TIMEOUT_MS: Final = 2_000
+
+
+def _lock_timeout_ms(statement_timeout_ms: int) -> int:
+    """How long a question waits for a table lock: 2 s, or half its time limit when that is shorter."""
+    return max(1, min(_PG_LOCK_TIMEOUT_MS, statement_timeout_ms // 2))
+
+
 @functools.lru_cache(maxsize=64)
 def _begin_statement(timeout_ms: int) -> bytes:
     # Only integers are formatted in; caching the bytes saves composing them on every question.
     timeout = int(timeout_ms)
     return (
         f"BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout}; "
+        f"SET LOCAL lock_timeout = {_lock_timeout_ms(timeout)}; "
         f"SET LOCAL idle_in_transaction_session_timeout = {timeout + 5_000}"
     ).encode()
 
@@ -547,32 +678,84 @@ def _pg_begin(url: str, target: WarehouseTarget, timeout_ms: int) -> PgConnectio
     raise AssertionError("unreachable")
 
 
+# Rows per libpq chunk while streaming (libpq 17's chunked mode); older libpq streams row by row.
+_PG_STREAM_ROWS: Final = _FETCH_BATCH_ROWS if psycopg.capabilities.has_stream_chunked() else 1
+# Columns whose values have a fixed size on the wire: the result-size count need not look at them.
+_PG_FIXED_SIZE_TYPES: Final = frozenset(
+    psycopg.postgres.types[name].oid
+    for name in (
+        "bool", "int2", "int4", "int8", "oid", "float4", "float8", "date", "time", "timetz",
+        "timestamp", "timestamptz", "interval", "uuid",
+    )
+)  # fmt: skip
+# VARCHAR(n) and CHAR(n): the result's description carries n.
+_PG_BOUNDED_TEXT_TYPES: Final = frozenset(psycopg.postgres.types[name].oid for name in ("varchar", "bpchar"))
+
+
 def _run_postgres(
-    target: WarehouseTarget, sql: str, params: Sequence[object] | None, cap: int, timeout_ms: int
+    target: WarehouseTarget, sql: str, params: Sequence[object] | None, limits: _Limits
 ) -> QueryResult:
     url = reader_url(target)
-    conn = _pg_begin(url, target, timeout_ms)
+    conn = _pg_begin(url, target, limits.timeout_ms)
     started = time.perf_counter()
     keep = False
+    cursor = conn.cursor()
     try:
-        cursor = conn.cursor()
-        # binary=True makes psycopg use the extended query protocol even without parameters, and
-        # the server then refuses a string of several statements outright.
-        cursor.execute(sql, params, prepare=False, binary=True)
-        if cursor.description is None:
-            raise WarehouseRefused("not_a_query")
-        columns = [column.name for column in cursor.description]
-        rows: list[tuple[object, ...]] = cursor.fetchmany(cap + 1)
+        # stream() runs the query once, whole, as an ordinary statement, so the planner keeps its
+        # parallel plans (a DECLAREd cursor never gets one: aggregates over millions of rows ran 2-5x
+        # slower that way), while libpq hands the rows over in chunks: only about cap + 1 rows are
+        # ever held, and closing the stream early cancels the rest of the query on the server. It
+        # uses the extended protocol, where the server refuses a string of several statements.
+        # (psycopg types stream() as an Iterator; it is a generator, whose close() does the cancelling.)
+        stream = cast("Generator[TupleRow]", cursor.stream(sql, params, binary=True, size=_PG_STREAM_ROWS))
+        with contextlib.closing(stream):
+            rows = _collect(
+                lambda n: list(islice(stream, n)), limits, lambda: _pg_measured_columns(cursor, limits)
+            )
+            duration_ms = (time.perf_counter() - started) * 1000
+            columns = _pg_columns(conn, cursor)
         keep = True
     except psycopg.Error as error:
-        raise _pg_error(error, timeout_ms) from None
+        # psycopg records the converted query just before sending it: without it, the values given
+        # could not be bound to the placeholders and nothing reached the server.
+        raise _pg_error(error, limits.timeout_ms, sent=cursor._query is not None) from None
+    except UnicodeEncodeError:
+        raise WarehouseQueryError(_UNENCODABLE_MESSAGE, code="invalid_query") from None
     finally:
         keep = _pg_end(conn) and keep
         if not keep:
             # After any failure the session may carry state (a SET, a PREPARE, an advisory lock):
             # a fresh connection costs a few milliseconds, and failures are rare.
             _pg_discard(url)
-    return QueryResult(columns, rows[:cap], len(rows) > cap, (time.perf_counter() - started) * 1000)
+    return QueryResult(columns, rows[: limits.cap], len(rows) > limits.cap, duration_ms)
+
+
+def _pg_measured_columns(cursor: psycopg.Cursor[TupleRow], limits: _Limits) -> list[int]:
+    """The columns whose values' sizes must be counted: none when the declared sizes already bound
+    the result below the limit (table columns are mostly VARCHAR(n), and counting costs ~15% of
+    fetching)."""
+    description = cursor.description or []
+    varying = [i for i, column in enumerate(description) if column.type_code not in _PG_FIXED_SIZE_TYPES]
+    widest_row = _FIXED_CELL_BYTES * (len(description) - len(varying))
+    for i in varying:
+        column = description[i]
+        if column.type_code not in _PG_BOUNDED_TEXT_TYPES or column.display_size is None:
+            return varying
+        widest_row += column.display_size  # VARCHAR(n), CHAR(n): at most n characters, as counted
+    return varying if limits.cap * widest_row > limits.max_bytes else []
+
+
+def _pg_columns(conn: PgConnection, cursor: psycopg.Cursor[TupleRow]) -> list[str]:
+    if cursor.description is not None:
+        return [column.name for column in cursor.description]
+    # A stream that yields no rows leaves no description behind (psycopg drops the empty result,
+    # and raises for anything that is not a query), but the unnamed statement it ran can still be
+    # described: one more round trip, for empty results only.
+    described = conn.pgconn.describe_prepared(b"")
+    if described.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.OperationalError("cannot describe the query's columns")
+    encoding = conn.info.encoding
+    return [(described.fname(i) or b"").decode(encoding) for i in range(described.nfields)]
 
 
 def _pg_end(conn: PgConnection) -> bool:
@@ -587,11 +770,16 @@ def _pg_end(conn: PgConnection) -> bool:
     return conn.info.transaction_status == pq.TransactionStatus.IDLE
 
 
-def _pg_error(error: psycopg.Error, timeout_ms: int) -> WarehouseError:
+def _pg_error(error: psycopg.Error, timeout_ms: int, *, sent: bool = True) -> WarehouseError:
     sqlstate = error.sqlstate or ""
     primary = (error.diag.message_primary or "") if sqlstate else ""
+    if not sent and not sqlstate:
+        # psycopg's own complaint about the parameters (count, type, a NUL in a text value).
+        return WarehouseQueryError(_INVALID_PARAMETERS_MESSAGE, code="invalid_parameters")
     if isinstance(error, pg_errors.QueryCanceled):
         return WarehouseTimeout(timeout_ms)
+    if isinstance(error, pg_errors.LockNotAvailable):  # lock_timeout: a reload or maintenance holds the table
+        return WarehouseUnavailable(BUSY_MESSAGE, code="busy")
     if sqlstate == "42601" and "multiple commands" in primary:
         return WarehouseRefused("multiple_statements")
     if sqlstate == "25006":  # read_only_sql_transaction
@@ -616,8 +804,9 @@ def _pg_error(error: psycopg.Error, timeout_ms: int) -> WarehouseError:
     if isinstance(error, psycopg.OperationalError) or sqlstate.startswith(("08", "57")):
         logger.warning("warehouse: connection lost during a query: %s", error)
         return WarehouseUnavailable("The connection to the warehouse was lost. Try again.")
-    if not sqlstate and isinstance(error, psycopg.ProgrammingError):
-        # Raised by the driver for results a query never gives, such as COPY ... TO STDOUT.
+    if not sqlstate and isinstance(error, psycopg.ProgrammingError | psycopg.InternalError):
+        # Raised by the driver for results a query never gives: a command's status, COPY ... TO
+        # STDOUT, an empty statement (only a comment).
         return WarehouseRefused("not_a_query")
     logger.warning("warehouse: unexpected PostgreSQL error %s (%s)", type(error).__name__, sqlstate)
     return WarehouseError(f"The warehouse could not run this query (SQLSTATE {sqlstate or 'none'}).")
@@ -637,11 +826,21 @@ class ReaderGrant:
 
 
 def ensure_reader_role(
-    conn: PgConnection, role: str, *, password: str | None = None, statement_timeout_ms: int | None = None
+    conn: PgConnection,
+    role: str,
+    *,
+    password: str | None = None,
+    statement_timeout_ms: int | None = None,
+    session_defaults: bool = True,
 ) -> tuple[bool, list[str]]:
     """Create the login role questions run as, or bring an existing one back to read-only; idempotent.
 
-    Returns whether it was created and what was changed. Needs superuser or CREATEROLE.
+    However the role was changed by hand, it leaves LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
+    NOINHERIT NOREPLICATION NOBYPASSRLS, with the reader's connection limit and no membership in any
+    role. With `session_defaults` (always for a new role) its own defaults are set too: read-only
+    transactions and the time limits. Only what differs is altered, so for a role that is already
+    right no privilege is needed; a change needs superuser or CREATEROLE. Returns whether the role
+    was created and what was changed.
     """
     ident = pg_sql.Identifier(role)
     timeout = (
@@ -651,10 +850,11 @@ def ensure_reader_role(
     with conn.transaction():
         row = conn.execute(
             "SELECT oid, rolsuper, rolcreatedb, rolcreaterole, rolinherit, rolreplication, rolbypassrls, "
-            "rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s",
+            "rolcanlogin, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = %s",
             [role],
         ).fetchone()
         created = row is None
+        config: dict[str, str] = {}
         if row is None:
             conn.execute(
                 pg_sql.SQL(
@@ -685,24 +885,34 @@ def ensure_reader_role(
                         ident, pg_sql.Literal(READER_CONNECTION_LIMIT)
                     )
                 )
+                changes.append(f"CONNECTION LIMIT {READER_CONNECTION_LIMIT}")
             memberships = conn.execute(
-                "SELECT m.roleid::regrole::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
-                "WHERE r.rolname = %s",
-                [role],
+                "SELECT m.roleid::regrole::text FROM pg_auth_members m WHERE m.member = %s", [row[0]]
             ).fetchall()
             for (granted,) in memberships:
-                conn.execute(pg_sql.SQL("REVOKE {} FROM {}").format(pg_sql.Identifier(granted), ident))
+                # roleid::regrole::text is already quoted where needed.
+                conn.execute(pg_sql.SQL("REVOKE {} FROM {}").format(pg_sql.SQL(granted), ident))
                 changes.append(f"revoked membership in {granted}")
+            config = dict(str(item).split("=", 1) for item in row[9] or [])
         if password is not None:
             conn.execute(pg_sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, pg_sql.Literal(password)))
             changes.append("set the password")
-        # Session defaults for every connection of the role, whatever client it uses.
-        for name, value in (
-            ("default_transaction_read_only", "on"),
-            ("statement_timeout", str(timeout)),
-            ("idle_in_transaction_session_timeout", str(timeout + 5_000)),
-        ):
-            conn.execute(pg_sql.SQL("ALTER ROLE {} SET {} = {}").format(ident, pg_sql.SQL(name), value))
+        if session_defaults or created:
+            # Defaults for every session of the role, whatever client it uses.
+            for name, value in (
+                ("default_transaction_read_only", "on"),
+                ("statement_timeout", str(timeout)),
+                ("lock_timeout", str(_lock_timeout_ms(timeout))),
+                ("idle_in_transaction_session_timeout", str(timeout + 5_000)),
+            ):
+                if config.get(name) != value:
+                    conn.execute(
+                        pg_sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                            ident, pg_sql.Identifier(name), pg_sql.Literal(value)
+                        )
+                    )
+                    if not created:
+                        changes.append(f"set {name} = {value}")
     return created, changes
 
 
@@ -711,15 +921,21 @@ def grant_reader(conn: sqlite3.Connection | PgConnection, role: str | None = Non
 
     The grant is exact: it first revokes whatever the role holds on the schema's tables, so no
     table outside the warehouse schema (and none created later) is ever readable by default.
-    Creates the role when missing (which needs CREATEROLE); otherwise only the tables' owner's
-    rights are needed. On SQLite there is nothing to grant (the file is opened read-only): None.
+    The role itself is checked every time and put back to read-only if it was widened, which (like
+    creating it when missing) needs CREATEROLE; a role that is already right needs only the tables'
+    owner's rights. On SQLite there is nothing to grant (the file is opened read-only): None.
     """
     if isinstance(conn, sqlite3.Connection):
         return None
     role = role or settings.WAREHOUSE_READER_ROLE
     ident = pg_sql.Identifier(role)
-    exists = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", [role]).fetchone()
-    created, changes = (False, []) if exists and exists[0] else ensure_reader_role(conn, role)
+    try:
+        created, changes = ensure_reader_role(conn, role, session_defaults=False)
+    except pg_errors.InsufficientPrivilege:
+        raise WarehouseConfigError(
+            f"The warehouse's read-only role {role} is missing or no longer read-only, and the account "
+            f"loading the warehouse may not create or repair it. {CREATE_READER_HINT}"
+        ) from None
     with conn.transaction():
         where = conn.execute(
             "SELECT current_database(), current_schema(), "

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from django.conf import settings
@@ -35,8 +35,11 @@ class WarehouseTarget:
     @property
     def conninfo(self) -> str:
         """A libpq URL (postgresql://...) for psycopg."""
-        parts = urlsplit(self.url)
-        return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+        return libpq_url(self.url)
+
+    def with_user(self, user: str, password: str | None = None) -> str:
+        """The libpq URL of this database logged in as `user` instead (host, port and options kept)."""
+        return libpq_url(self.url, user=user, password=password)
 
     def describe(self) -> str:
         """The target without any password, for messages and logs."""
@@ -45,6 +48,19 @@ class WarehouseTarget:
         parts = urlsplit(self.url)
         host = parts.hostname or "localhost"
         return f"PostgreSQL database {parts.path.lstrip('/')} on {host}:{parts.port or 5432}"
+
+
+def libpq_url(url: str, *, user: str | None = None, password: str | None = None) -> str:
+    """`url` with the scheme libpq accepts; given `user`, that login replaces the URL's own (password too)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if user is not None:
+        host = netloc.rpartition("@")[2]  # keeps the port and any [IPv6] brackets
+        login = quote(user, safe="")
+        if password is not None:
+            login += ":" + quote(password, safe="")
+        netloc = f"{login}@{host}"
+    return urlunsplit(("postgresql", netloc, parts.path, parts.query, parts.fragment))
 
 
 def warehouse_target(url: str | None = None) -> WarehouseTarget:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -18,6 +20,7 @@ import pytest
 from django.core.management import call_command
 
 from hisplatform.warehouse.executor import (
+    BUSY_MESSAGE,
     QueryResult,
     WarehouseError,
     WarehouseQueryError,
@@ -32,6 +35,7 @@ from hisplatform.warehouse.executor import (
     reader_url,
 )
 from hisplatform.warehouse.targets import (
+    WarehouseConfigError,
     WarehouseTarget,
     create_schema,
     finish_schema,
@@ -40,8 +44,11 @@ from hisplatform.warehouse.targets import (
 )
 
 PG_SERVER = os.environ.get("PG_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432")
-# Roles are cluster-wide: the tests use their own, and leave it in place for the next run.
-READER = "his_reader_test"
+# Roles are cluster-wide: each run makes its own (tests widen the reader on purpose, and runs may
+# overlap), resets it at the start and drops both at the end.
+_RUN = uuid.uuid4().hex[:8]
+READER = f"his_reader_test_{_RUN}"
+OWNER = f"his_owner_test_{_RUN}"
 TS = dt.datetime
 
 # A handful of rows: enough to see a change, small enough to compare whole tables.
@@ -158,6 +165,21 @@ def _load(conn: sqlite3.Connection | psycopg.Connection, dialect: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def pg_roles() -> Iterator[None]:
+    """The run's reader role, reset to read-only before the first PostgreSQL test; both roles dropped
+    after the last (the databases holding their grants are gone by then)."""
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        ensure_reader_role(admin, READER)
+    yield
+    close_connections()
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        for role in (READER, OWNER):
+            # A database a failed test left behind may still hold the role's grants: then it stays.
+            with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
+                admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.fixture(scope="module")
 def exec_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     directory = tmp_path_factory.mktemp("exec_sqlite")
     target = warehouse_target(f"sqlite:///{directory / 'warehouse.sqlite3'}")
@@ -168,7 +190,7 @@ def exec_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]
 
 
 @pytest.fixture(scope="module")
-def exec_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+def exec_pg(tmp_path_factory: pytest.TempPathFactory, pg_roles: None) -> Iterator[Warehouse]:
     name = f"his_exec_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -176,7 +198,7 @@ def exec_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     try:
         with writer_connection(target) as conn:
             _load(conn, "postgres")
-            grant_reader(conn, READER)
+            grant_reader(conn, READER)  # also puts the role back to read-only, whatever a run left
         yield Warehouse(target, "postgres", tmp_path_factory.mktemp("exec_pg"))
     finally:
         close_connections()
@@ -200,6 +222,29 @@ def _reader_settings(settings) -> None:
 
 def run(wh: Warehouse, sql: str, params: list[object] | None = None, **kwargs: int) -> QueryResult:
     return execute_readonly(sql, params, target=wh.target, **kwargs)
+
+
+def _counting(n: int, select: str) -> str:
+    """SQL that both engines run: `select` over c(x) = 1..n, computed, so no table is needed."""
+    return (
+        f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
+        f"SELECT {select} FROM c"
+    )
+
+
+def _owner(wh: Warehouse) -> psycopg.Connection[tuple[object, ...]]:
+    """The PostgreSQL warehouse's owner (a superuser here), typed as such for the role helpers."""
+    return psycopg.connect(wh.target.conninfo, autocommit=True)
+
+
+def _peak_rss_kb() -> int:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    assert match is not None
+    return int(match.group(1))
+
+
+def _reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: the peak (VmHWM) starts again from now
 
 
 # --- Reading ------------------------------------------------------------------------------------
@@ -273,6 +318,78 @@ def test_row_cap_truncates_and_says_so(warehouse: Warehouse, settings) -> None:
 def test_empty_result_keeps_its_columns(warehouse: Warehouse) -> None:
     result = run(warehouse, "SELECT subject_id, gender FROM patients WHERE subject_id = -1")
     assert result == QueryResult(["subject_id", "gender"], [], False, result.duration_ms)
+
+
+def test_result_over_the_size_limit_is_refused_and_only_kept_rows_count(
+    warehouse: Warehouse, settings
+) -> None:
+    """1,000 rows of a 100-character text and a number: 1,000 x (100 + 8) = 108,000 bytes."""
+    sql = _counting(1_000, f"x, '{'y' * 100}' AS padding")
+    assert len(run(warehouse, sql, max_result_bytes=108_000).rows) == 1_000
+    with pytest.raises(WarehouseQueryError) as raised:
+        run(warehouse, sql, max_result_bytes=107_999)
+    assert raised.value.code == "result_too_large"
+    # The row cap comes first: 500 rows kept (54,000 bytes) fit, and the extra row fetched only to
+    # see that more existed does not count.
+    capped = run(warehouse, sql, row_cap=500, max_result_bytes=54_000)
+    assert (len(capped.rows), capped.truncated) == (500, True)
+    settings.WAREHOUSE_MAX_RESULT_BYTES = 50_000
+    with pytest.raises(WarehouseQueryError) as raised:
+        run(warehouse, sql)
+    assert raised.value.message == (
+        "The result is too large to show (more than 0.05 MB). Ask for fewer rows or columns, "
+        "or leave out long text."
+    )
+    assert run(warehouse, "SELECT count(*) FROM patients").rows == [(2,)]
+
+
+def test_size_limit_counts_table_text_even_when_its_declared_size_would_not_fit(warehouse: Warehouse) -> None:
+    """label is VARCHAR(200): PostgreSQL skips counting only when cap x 200 characters fit the limit."""
+    sql = "SELECT label FROM d_labitems"  # one row: 'creatinine', 10 characters
+    with pytest.raises(WarehouseQueryError, match="too large"):
+        run(warehouse, sql, max_result_bytes=9)
+    assert run(warehouse, sql, max_result_bytes=10).rows == [("creatinine",)]
+    assert run(warehouse, sql, row_cap=1, max_result_bytes=200).rows == [("creatinine",)]
+
+
+def test_multiple_statements_are_refused_as_such(warehouse: Warehouse) -> None:
+    for sql in ("SELECT 1; SELECT 2", "SELECT count(*) FROM patients; DELETE FROM patients"):
+        with pytest.raises(WarehouseRefused) as raised:
+            run(warehouse, sql)
+        assert raised.value.reason == "multiple_statements"
+        assert raised.value.message.endswith("only one query can run at a time.")
+    assert run(warehouse, "SELECT count(*) FROM patients").rows == [(2,)]
+
+
+@pytest.mark.parametrize("limit", ["row_cap", "max_result_bytes"])
+def test_postgres_never_holds_a_huge_result_whole(exec_pg: Warehouse, limit: str) -> None:
+    """Two million rows of 100 characters (over 300 MB in libpq, were it fetched whole) stream
+    through in batches: the cap or the size limit stops the query on the server early."""
+    sql = (
+        "SELECT a.x * 1000 + b.y AS n, repeat('x', 100) AS padding "
+        "FROM generate_series(0, 1999) a(x) CROSS JOIN generate_series(0, 999) b(y)"
+    )
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc to measure the peak memory of this process")
+    run(exec_pg, "SELECT 1")  # connected beforehand: only the query counts
+    _reset_peak_rss()
+    baseline = _peak_rss_kb()
+    started = time.monotonic()
+    if limit == "row_cap":
+        result = run(exec_pg, sql, row_cap=5_000)
+        assert (len(result.rows), result.truncated) == (5_000, True)
+    else:
+        with pytest.raises(WarehouseQueryError, match="too large"):
+            run(exec_pg, sql, row_cap=1_000_000, max_result_bytes=1_000_000)
+    assert _peak_rss_kb() - baseline < 32_000
+    assert time.monotonic() - started < 1.0
+    # Stopping early cancelled the rest without disturbing the session: it is reused, and the next
+    # questions are not cancelled by a late signal.
+    pid = run(exec_pg, "SELECT pg_backend_pid()").rows[0][0]
+    for _ in range(5):
+        assert run(exec_pg, sql, row_cap=10).truncated
+        assert run(exec_pg, "SELECT count(*) FROM labevents").rows == [(3,)]
+    assert run(exec_pg, "SELECT pg_backend_pid()").rows[0][0] == pid
 
 
 def test_readable_tables_lists_the_warehouse(warehouse: Warehouse) -> None:
@@ -474,9 +591,60 @@ def test_postgres_missing_reader_role_tells_the_operator(exec_pg: Warehouse, set
 
 def test_reader_url_setting_is_used_for_the_configured_warehouse(exec_pg: Warehouse, settings) -> None:
     settings.WAREHOUSE_URL = exec_pg.target.url
-    settings.WAREHOUSE_READER_URL = exec_pg.target.url.replace("postgres@", "his_reader_test@")
+    settings.WAREHOUSE_READER_URL = exec_pg.target.url.replace("postgres@", f"{READER}@")
     settings.WAREHOUSE_READER_ROLE = "ignored_when_the_url_is_set"
     assert execute_readonly("SELECT current_user").rows == [(READER,)]
+
+
+def test_reader_url_keeps_the_server_and_options_and_replaces_only_the_login(settings) -> None:
+    """One helper builds every libpq URL: the owner's, the reader's, and WAREHOUSE_READER_URL's."""
+    target = warehouse_target("postgres://owner:s%40cret@[::1]:5433/wh?sslmode=require&connect_timeout=3")
+    assert target.conninfo == "postgresql://owner:s%40cret@[::1]:5433/wh?sslmode=require&connect_timeout=3"
+    assert target.with_user("a reader", "p@ss:word") == (
+        "postgresql://a%20reader:p%40ss%3Aword@[::1]:5433/wh?sslmode=require&connect_timeout=3"
+    )
+    settings.WAREHOUSE_READER_ROLE = "his_reader"
+    assert reader_url(target) == "postgresql://his_reader@[::1]:5433/wh?sslmode=require&connect_timeout=3"
+    settings.WAREHOUSE_URL = target.url
+    settings.WAREHOUSE_READER_URL = "postgres://ro:pw@db.internal/wh"
+    assert reader_url(target) == "postgresql://ro:pw@db.internal/wh"
+
+
+# Predefined roles that read everything, see every session's queries or write anywhere: a reader
+# that can become any of them, directly or through a group, is not a read-only account.
+POWERFUL_MEMBERSHIPS = ["pg_read_all_data", "pg_read_all_stats", "pg_monitor", "pg_write_all_data"]
+
+
+@pytest.mark.parametrize("grant", [*POWERFUL_MEMBERSHIPS, "through a group", "a role with CREATEROLE"])
+def test_postgres_reader_with_powerful_memberships_is_refused_until_regranted(
+    exec_pg: Warehouse, grant: str
+) -> None:
+    group = f"his_group_test_{uuid.uuid4().hex[:8]}"
+    with writer_connection(exec_pg.target) as conn:
+        if grant == "through a group":
+            conn.execute(f'CREATE ROLE "{group}" NOLOGIN')
+            conn.execute(f'GRANT pg_read_all_data TO "{group}"')
+            conn.execute(f'GRANT "{group}" TO "{READER}"')
+        elif grant == "a role with CREATEROLE":
+            conn.execute(f'CREATE ROLE "{group}" NOLOGIN CREATEROLE')
+            conn.execute(f'GRANT "{group}" TO "{READER}"')
+        else:
+            conn.execute(f'GRANT {grant} TO "{READER}"')
+    close_connections()
+    try:
+        with pytest.raises(WarehouseUnavailable, match="not a read-only account") as raised:
+            run(exec_pg, "SELECT count(*) FROM patients")
+        assert "create_warehouse_reader" in raised.value.message
+        # The grant after every (re)load puts the role back, memberships included.
+        with writer_connection(exec_pg.target) as conn:
+            grant_result = grant_reader(conn, READER)
+        assert grant_result is not None
+        assert any(change.startswith("revoked membership in") for change in grant_result.changes)
+        assert run(exec_pg, "SELECT count(*) FROM patients").rows == [(2,)]
+    finally:
+        with _owner(exec_pg) as conn:
+            ensure_reader_role(conn, READER)
+            conn.execute(f'DROP ROLE IF EXISTS "{group}"')
 
 
 # --- Time limits ----------------------------------------------------------------------------------
@@ -507,6 +675,26 @@ def test_postgres_timeout_stops_a_runaway_query(exec_pg: Warehouse, sql: str) ->
         run(exec_pg, sql, timeout_ms=200)
     assert time.monotonic() - started < 1.5
     assert run(exec_pg, "SELECT count(*) FROM patients").rows == [(2,)]
+
+
+@pytest.mark.parametrize(("timeout_ms", "waits_s"), [(15_000, 2.0), (600, 0.3)])
+def test_postgres_reader_blocked_by_a_reload_is_told_to_come_back(
+    exec_pg: Warehouse, timeout_ms: int, waits_s: float
+) -> None:
+    """A reload holds ACCESS EXCLUSIVE locks until it commits: a question waits 2 s (or half its
+    time limit, when shorter) for them, then says the warehouse is busy, not that it was too broad."""
+    with _owner(exec_pg) as conn, conn.transaction():
+        conn.execute("LOCK TABLE labevents IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(WarehouseUnavailable) as raised:
+            run(exec_pg, "SELECT count(*) FROM labevents", timeout_ms=timeout_ms)
+        waited = time.monotonic() - started
+        assert raised.value.code == "busy"
+        assert raised.value.message == BUSY_MESSAGE
+        assert waits_s <= waited < waits_s + 1.5
+        # Tables the reload does not hold still answer at once.
+        assert run(exec_pg, "SELECT count(*) FROM patients").rows == [(2,)]
+    assert run(exec_pg, "SELECT count(*) FROM labevents").rows == [(3,)]
 
 
 def test_timeout_message_uses_the_configured_limit() -> None:
@@ -566,6 +754,32 @@ def test_empty_sql_is_a_query_error(warehouse: Warehouse) -> None:
     with pytest.raises(WarehouseQueryError) as raised:
         run(warehouse, "   ")
     assert raised.value.code == "empty_query"
+
+
+@pytest.mark.parametrize(
+    "params", [[1, 2], [object()], ["a\x00b"]], ids=["too many", "unsupported type", "nul in text"]
+)
+def test_values_that_cannot_be_bound_are_named_as_such(warehouse: Warehouse, params: list[object]) -> None:
+    sql = "SELECT 1" if len(params) == 2 else ("SELECT ?" if warehouse.dialect == "sqlite" else "SELECT %s")
+    if warehouse.dialect == "sqlite" and params == ["a\x00b"]:
+        assert run(warehouse, sql, params).rows == [("a\x00b",)]  # SQLite text may hold NUL
+        return
+    with pytest.raises(WarehouseQueryError) as raised:
+        run(warehouse, sql, params)
+    assert raised.value.code == "invalid_parameters"
+    assert raised.value.message.startswith("The warehouse cannot use the values given with this query")
+    assert run(warehouse, "SELECT count(*) FROM patients").rows == [(2,)]
+
+
+@pytest.mark.parametrize("sql", ["SET work_mem = '1GB'", "-- only a comment", "COPY patients TO STDOUT"])
+def test_postgres_statements_that_return_no_rows_are_not_queries_even_with_params(
+    exec_pg: Warehouse, sql: str
+) -> None:
+    no_params: list[object] = []
+    for params in (None, no_params):
+        with pytest.raises(WarehouseRefused) as raised:
+            run(exec_pg, sql, params)
+        assert raised.value.reason == "not_a_query"
 
 
 def test_every_error_is_one_family() -> None:
@@ -702,17 +916,34 @@ def test_create_warehouse_reader_is_idempotent_and_exact(exec_pg: Warehouse, set
 
 def test_create_warehouse_reader_repairs_a_widened_role(exec_pg: Warehouse, settings) -> None:
     settings.WAREHOUSE_URL = exec_pg.target.url
-    with writer_connection(exec_pg.target) as conn:
-        conn.execute(f"ALTER ROLE {READER} CREATEDB INHERIT")
-        conn.execute(f"GRANT INSERT ON patients TO {READER}")
-        conn.execute(f"GRANT pg_read_server_files TO {READER}")
-    close_connections()
-    with pytest.raises(WarehouseUnavailable, match="not a read-only account"):
-        run(exec_pg, "SELECT 1")
-    call_command("create_warehouse_reader", "--role", READER, stdout=StringIO())
-    privileges = _privileges(exec_pg.target, READER)
-    assert (privileges["createdb"], privileges["inherit"], privileges["insert"]) == (False, False, False)
-    assert run(exec_pg, "SELECT count(*) FROM patients").rows == [(2,)]
+    try:
+        with writer_connection(exec_pg.target) as conn:
+            conn.execute(f"ALTER ROLE {READER} CREATEDB INHERIT")
+            conn.execute(f"ALTER ROLE {READER} SET lock_timeout = 0")
+            conn.execute(f"GRANT INSERT ON patients TO {READER}")
+            conn.execute(f"GRANT pg_read_server_files TO {READER}")
+        close_connections()
+        with pytest.raises(WarehouseUnavailable, match="not a read-only account"):
+            run(exec_pg, "SELECT 1")
+        out = StringIO()
+        call_command("create_warehouse_reader", "--role", READER, stdout=out)
+        for change in ("NOCREATEDB", "NOINHERIT", "revoked membership in pg_read_server_files"):
+            assert change in out.getvalue()
+        assert "set lock_timeout = 2000" in out.getvalue()
+        privileges = _privileges(exec_pg.target, READER)
+        assert (privileges["createdb"], privileges["inherit"], privileges["insert"]) == (False, False, False)
+        assert "lock_timeout=2000" in privileges["config"]  # type: ignore[operator]
+        assert run(exec_pg, "SELECT count(*) FROM patients").rows == [(2,)]
+    finally:  # whatever failed above, later tests get a read-only reader back
+        with _owner(exec_pg) as conn:
+            ensure_reader_role(conn, READER)
+            grant_reader(conn, READER)
+
+
+def test_ensure_reader_role_changes_nothing_on_a_role_that_is_right(exec_pg: Warehouse) -> None:
+    with _owner(exec_pg) as conn:
+        ensure_reader_role(conn, READER)
+        assert ensure_reader_role(conn, READER) == (False, [])
 
 
 def test_create_warehouse_reader_sets_a_password_from_the_environment(
@@ -741,7 +972,7 @@ def test_create_warehouse_reader_on_sqlite_explains_nothing_is_needed(
     assert "no reader role is needed" in out.getvalue()
 
 
-def test_grants_must_be_reapplied_after_a_reload(tmp_path: Path) -> None:
+def test_grants_must_be_reapplied_after_a_reload(tmp_path: Path, pg_roles: None) -> None:
     """seed_demo drops and recreates the tables, which drops their grants: grant_reader restores them."""
     name = f"his_exec_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
@@ -778,9 +1009,9 @@ def test_grant_reader_is_a_no_op_on_sqlite(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_grant_reader_needs_only_the_table_owners_rights(settings) -> None:
+def test_grant_reader_needs_only_the_table_owners_rights(settings, pg_roles: None) -> None:
     """A production owner is no superuser: re-granting after a reload must still work for it."""
-    owner = "his_owner_test"
+    owner = OWNER
     name = f"his_exec_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [owner]).fetchone() is None:
@@ -798,9 +1029,17 @@ def test_grant_reader_needs_only_the_table_owners_rights(settings) -> None:
         assert grant.created is False
         assert execute_readonly("SELECT count(*) FROM labevents", target=target).rows == [(3,)]
         assert execute_readonly("SELECT current_user", target=target).rows == [(READER,)]
+        # A widened reader is never left as it is: the owner cannot repair it, so the reload says who can.
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f"ALTER ROLE {READER} CREATEDB")
+        with writer_connection(target) as conn, pytest.raises(WarehouseConfigError) as raised:
+            grant_reader(conn, READER)
+        assert "no longer read-only" in str(raised.value)
+        assert "python manage.py create_warehouse_reader" in str(raised.value)
     finally:
         close_connections()
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+            ensure_reader_role(admin, READER)
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -813,6 +1052,8 @@ def test_grant_reader_needs_only_the_table_owners_rights(settings) -> None:
         ("SELECT {mark} AS n", [object()]),
         ("SELECT " + " + ".join(["1"] * 50_000), None),
         ("SELECT '\U0001f642 Łódź'", None),
+        ("SELECT '\ud800'", None),
+        ("SELECT {mark} AS s", ["\udfff"]),
         ("SELECT", None),
         ("'; DROP TABLE patients; --", None),
     ],

@@ -121,6 +121,19 @@ def test_every_valid_gold_query_gives_the_gold_answer(mimic: WarehouseTarget) ->
     assert wrong == []
 
 
+def test_mimic_results_are_capped_in_rows_and_in_size(mimic: WarehouseTarget) -> None:
+    capped = execute_readonly("SELECT * FROM chartevents ORDER BY row_id", target=mimic, row_cap=5_000)
+    assert (len(capped.rows), capped.truncated) == (5_000, True)
+    # One cell holding every chart time: 31,926 times of 19 characters and their commas.
+    one_big_value = "SELECT group_concat(charttime, ',') FROM chartevents"
+    value = execute_readonly(one_big_value, target=mimic).rows[0][0]
+    assert isinstance(value, str)
+    assert len(value) == 638_519
+    with pytest.raises(WarehouseQueryError) as raised:
+        execute_readonly(one_big_value, target=mimic, max_result_bytes=638_518)
+    assert raised.value.code == "result_too_large"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root could write a file its permissions forbid")
 def test_even_root_leaves_the_file_unchanged(mimic: WarehouseTarget) -> None:
     """Root ignores file permissions: this shows the executor, not the filesystem, forbids writes."""

@@ -60,7 +60,8 @@ class Command(BaseCommand):
             ) from None
         assert grant is not None
         self.stdout.write(f"Role {role}: {'created' if created else 'already present'}.")
-        for change in changes:
+        # The grant reports what it changed beyond the role itself (such as PUBLIC's CREATE on the schema).
+        for change in [*changes, *grant.changes]:
             self.stdout.write(f"  {change}")
         if grant.tables:
             self.stdout.write(
