@@ -148,6 +148,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {"TITLE": "Hospital analytics platform API", "VERSION": "1"}
 
+# Extra semantic-layer YAML files a hospital adds (synonyms, sensitivity overrides, measures).
+NLQ_SEMANTIC_EXTRA = env_list("NLQ_SEMANTIC_EXTRA", [])
+
 # Celery: eager in-process by default (make demo); a worker on Redis when CELERY_BROKER_URL is set.
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "memory://", kind="broker")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", CELERY_BROKER_URL.startswith("memory"))
