@@ -21,6 +21,7 @@ django.setup()
 
 import psycopg  # noqa: E402
 
+from benchmarks.nlq import bench_understanding  # noqa: E402
 from benchmarks.warehouse_queries import QUERIES  # noqa: E402
 from hisplatform.warehouse.loader import load_demo  # noqa: E402
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target, writer_connection  # noqa: E402
@@ -111,12 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 25))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dialects", default="sqlite,postgres")
+    parser.add_argument("--sections", default="nlq,warehouse", help="comma-separated: nlq, warehouse")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
 
-    results = [
-        bench_warehouse(d, args.patients, args.seed, args.reference_date, args.repeats)
-        for d in args.dialects.split(",")
-    ]
+    understanding = bench_understanding() if "nlq" in sections else None
+    results = (
+        [
+            bench_warehouse(d, args.patients, args.seed, args.reference_date, args.repeats)
+            for d in args.dialects.split(",")
+        ]
+        if "warehouse" in sections
+        else []
+    )
     for result in results:
         print(
             f"\n== warehouse on {result['dialect']}: {result['patients']:,} patients, "
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  raw query, median of {args.repeats}: {ms:9.2f} ms  {name}")
     out = ROOT / "var" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps({"nlq": understanding, "warehouse": results}, indent=2))
     print(f"\nResults written to {out.relative_to(ROOT)}")
     return 0
 
