@@ -47,7 +47,7 @@ def bench_understanding() -> dict[str, Any] | None:
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(
-        f"\n== nlquery understanding so far (values, time, patterns, kind), {len(samples)} EHRSQL valid questions =="
+        f"\n== nlquery understanding so far (values, time, patterns, kind): {len(samples)} valid questions =="
     )
     print(f"  warm-up (dictionaries, matcher, model): {result['build_s']} s")
     print(f"  per question: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
