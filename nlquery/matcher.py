@@ -189,6 +189,9 @@ class ValueMatcher:
                 for deleted in set(_deletions(word)):
                     self._near[deleted].append(word)
         self._near = dict(self._near)
+        # One edit changes a length by at most one: longer words cannot be typos of a value word,
+        # and skipping them keeps a 100 KB run of letters from costing a deletion per character.
+        self._longest_word = max((len(word) for word in self._vocabulary), default=0)
 
     def _add(self, text: str, kind: str, value: str, *, synonym: bool) -> None:
         key = tuple(_WORD.findall(text.lower()))
@@ -278,7 +281,9 @@ class ValueMatcher:
         return list(best.values())
 
     def _corrections(self, word: str) -> list[str]:
-        if len(word) < TYPO_MIN_LENGTH - 1 or word in self._vocabulary or not word.isalpha():
+        if not TYPO_MIN_LENGTH - 1 <= len(word) <= self._longest_word + 1:
+            return []
+        if word in self._vocabulary or not word.isalpha():
             return []
         seen: set[str] = set()
         for key in (word, *_deletions(word)):

@@ -12,6 +12,7 @@ import pytest
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target
 from nlquery.matcher import ValueMatch, ValueMatcher, value_matcher
 from nlquery.semantic import semantic_layer, value_dictionaries
+from nlquery.semantic.values import ValueDictionaries
 from tests.conftest import SHARED
 
 EHRSQL = SHARED / "benchmarks" / "ehrsql"
@@ -193,3 +194,29 @@ def test_on_the_demo_hospital(sqlite_warehouse: WarehouseTarget) -> None:
     drug = sorted(value_dictionaries(sqlite_warehouse).drugs)[0]
     question = f"who was given {drug.upper()} last week?"
     assert ("drug", drug, drug.upper()) in _found(matcher, question)
+
+
+def test_hostile_and_huge_questions_stay_fast() -> None:
+    """A 100 KB run of letters, control characters and emoji: no match invented, no long stall."""
+    values = ValueDictionaries(
+        lab_items=frozenset({"potassium"}),
+        chart_items={},
+        drugs=frozenset({"potassium chloride"}),
+        routes=frozenset(),
+        diagnoses={},
+        procedures={},
+        care_units=frozenset(),
+        specimen_types=frozenset(),
+        test_names=frozenset(),
+        organisms=frozenset(),
+    )
+    matcher = ValueMatcher(values)
+    for question in (
+        "x" * 100_000,
+        "\x00\x01 potasium \u202e " + "🙂" * 50_000,
+        "'; DROP TABLE patients; --",
+    ):
+        started = time.perf_counter()
+        found = matcher.find(question)
+        assert time.perf_counter() - started < 1.0
+        assert {match.value for match in found} <= {"potassium"}
