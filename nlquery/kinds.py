@@ -20,6 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from nlquery.matcher import ValueMatch, ValueMatcher
 from nlquery.patterns import find_patterns
 from nlquery.timeexpr import find_time_constraints
 
@@ -48,10 +49,12 @@ def kind_of_sql(sql: str) -> str:
     return "aggregate"
 
 
-def masked(question: str) -> str:
-    """The question with ids, numbers and time phrases replaced by tokens the model can generalise over."""
+def masked(question: str, values: Sequence[ValueMatch] = ()) -> str:
+    """The question with ids, values, numbers and time phrases as tokens the model can generalise over."""
     text = question[:_MAX_CHARS]
-    spans: list[tuple[int, int, str]] = []
+    spans: list[tuple[int, int, str]] = [
+        (v.start, v.end, f" VALUE_{v.kind.upper()} ") for v in values if v.end <= len(text)
+    ]
     for f in find_patterns(text):
         if f.kind == "patient":
             spans.append((f.start, f.end, " PATIENT "))
@@ -82,16 +85,17 @@ def build_pipeline() -> Pipeline:
     return Pipeline([("features", features), ("classifier", classifier)])
 
 
-def load_training_data(split: Path) -> tuple[list[str], list[str]]:
+def load_training_data(split: Path, matcher: ValueMatcher) -> tuple[list[str], list[str]]:
+    """Masked questions and their kinds; values are found in the split's own database's dictionaries."""
     data = json.loads((split / "data.json").read_text())["data"]
     labels = json.loads((split / "label.json").read_text())
-    questions = [masked(item["question"]) for item in data]
+    questions = [masked(item["question"], matcher.find(item["question"])) for item in data]
     kinds = [kind_of_sql(labels[item["id"]]) for item in data]
     return questions, kinds
 
 
-def train(split: Path, out: Path = MODEL_PATH) -> Pipeline:
-    questions, kinds = load_training_data(split)
+def train(split: Path, matcher: ValueMatcher, out: Path = MODEL_PATH) -> Pipeline:
+    questions, kinds = load_training_data(split, matcher)
     pipeline = build_pipeline()
     pipeline.fit(questions, kinds)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +117,12 @@ def _model(path: Path = MODEL_PATH) -> Pipeline:
     return model
 
 
-def guess_kinds(questions: Sequence[str], path: Path = MODEL_PATH) -> list[KindGuess]:
+def guess_kinds(
+    questions: Sequence[str], values: Sequence[Sequence[ValueMatch]] | None = None, path: Path = MODEL_PATH
+) -> list[KindGuess]:
     model = _model(path)
-    probabilities = model.predict_proba([masked(q) for q in questions])
+    found = values if values is not None else [()] * len(questions)
+    probabilities = model.predict_proba([masked(q, v) for q, v in zip(questions, found, strict=True)])
     classes = [str(c) for c in model.classes_]
     guesses = []
     for row in probabilities:
@@ -124,5 +131,5 @@ def guess_kinds(questions: Sequence[str], path: Path = MODEL_PATH) -> list[KindG
     return guesses
 
 
-def guess_kind(question: str, path: Path = MODEL_PATH) -> KindGuess:
-    return guess_kinds([question], path)[0]
+def guess_kind(question: str, values: Sequence[ValueMatch] = (), path: Path = MODEL_PATH) -> KindGuess:
+    return guess_kinds([question], [values], path)[0]

@@ -9,7 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from hisplatform.warehouse.targets import warehouse_target
 from nlquery.kinds import MODEL_PATH, train
+from nlquery.matcher import value_matcher
 
 
 class Command(BaseCommand):
@@ -18,6 +20,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--split", type=Path, required=True, help="folder with data.json and label.json")
         parser.add_argument("--out", type=Path, default=MODEL_PATH, help=f"model file (default {MODEL_PATH})")
+        parser.add_argument(
+            "--db",
+            type=Path,
+            default=None,
+            help="the split's database, for value names (default ../mimic_iv.sqlite)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         split: Path = options["split"]
@@ -26,6 +34,9 @@ class Command(BaseCommand):
         for name in ("data.json", "label.json"):
             if not (split / name).is_file():
                 raise CommandError(f"{split / name} is missing: --split must be an EHRSQL split folder.")
+        db: Path = options["db"] or split.parent / "mimic_iv.sqlite"
+        if not db.is_file():
+            raise CommandError(f"{db} is missing: --db must name the split's database.")
         started = time.perf_counter()
-        train(split, options["out"])
+        train(split, value_matcher(warehouse_target(f"sqlite:///{db}")), options["out"])
         self.stdout.write(f"Wrote {options['out']} in {time.perf_counter() - started:.1f} s.")

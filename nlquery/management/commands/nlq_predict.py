@@ -1,0 +1,48 @@
+"""Predict SQL for EHRSQL-format questions: {id: SQL or "null"}."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from argparse import ArgumentParser, ArgumentTypeError
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from hisplatform.warehouse.executor import WarehouseError
+from hisplatform.warehouse.targets import warehouse_target
+from nlquery.ehrsql import ABSTAIN
+from nlquery.engine import predict_sql
+
+
+def _timestamp(value: str) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise ArgumentTypeError(f"expected YYYY-MM-DD HH:MM:SS, not {value!r}") from None
+
+
+class Command(BaseCommand):
+    help = "Write {id: SQL or 'null'} for the questions of an EHRSQL data.json, on WAREHOUSE_URL's dialect."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--questions", type=Path, required=True, help="EHRSQL data.json")
+        parser.add_argument("--out", type=Path, required=True, help="where to write the predictions")
+        parser.add_argument(
+            "--now", type=_timestamp, default=None, help="the time relative phrases count from"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            items = json.loads(options["questions"].read_text())["data"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise CommandError(f"{options['questions']} is not an EHRSQL data.json ({error}).") from None
+        target = warehouse_target()
+        try:
+            predictions = {item["id"]: predict_sql(item["question"], target) or ABSTAIN for item in items}
+        except WarehouseError as error:
+            raise CommandError(error.message) from None
+        options["out"].write_text(json.dumps(predictions, indent=1))
+        answered = sum(1 for sql in predictions.values() if sql != ABSTAIN)
+        self.stdout.write(f"Wrote {len(predictions)} predictions ({answered} answered) to {options['out']}.")
