@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-_NUMBER_WORDS = {
-    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
-}  # fmt: skip
+from nlquery.patterns import number
+
 _NUM = r"(\d{1,4}|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 _UNIT = r"(day|week|month|year)s?"
 _MONTHS = {
@@ -56,10 +54,6 @@ class TimeConstraint:
     visit: str = ""
     which: str = ""
     text: str = field(default="", compare=False)
-
-
-def _number(token: str) -> int:
-    return _NUMBER_WORDS.get(token.lower()) or int(token)
 
 
 _VISIT_NOUN = r"(?:visit|stay|encounter|admission|hospitali[sz]ation|episode)s?"
@@ -137,7 +131,7 @@ def _build(name: str, m: re.Match[str]) -> TimeConstraint | None:
     if name == "within_same_unit":
         return TimeConstraint("within", unit=g[0])
     if name == "within_n":
-        return TimeConstraint("within", amount=_number(g[0]), unit=g[1])
+        return TimeConstraint("within", amount=number(g[0]), unit=g[1])
     if name == "mix_md_year":
         month, day = int(g[0]), int(g[1])
         if not (1 <= month <= 12 and 1 <= day <= 31):
@@ -175,7 +169,7 @@ def _build(name: str, m: re.Match[str]) -> TimeConstraint | None:
         return TimeConstraint("abs", op=_op(g[0]), year=int(g[1]))
     if name in ("rel_since", "rel_bare_since"):
         amount, unit = (g[0], g[1]) if g[0] is not None else (g[2], g[3])
-        return TimeConstraint("rel", op="since", amount=_number(amount), unit=unit)
+        return TimeConstraint("rel", op="since", amount=number(amount), unit=unit)
     if name == "rel_this":
         return TimeConstraint("rel", op="in", amount=0, unit=g[0])
     if name == "rel_last":
