@@ -160,3 +160,13 @@ def load_env_file(path: Path, *, environ: MutableMapping[str, str] | None = None
         if not sep or not key.isidentifier():
             raise ImproperlyConfigured(f"{path}:{number} is not a KEY=VALUE line: {line!r}.")
         target.setdefault(key, value.strip().strip("'\""))
+
+
+def password_from_env(variable: str | None) -> str | None:
+    """The password held in the named environment variable (passwords never travel as arguments)."""
+    if not variable:
+        return None
+    password = os.environ.get(variable)
+    if not password:
+        raise ImproperlyConfigured(f"The environment variable {variable} is unset or empty.")
+    return password

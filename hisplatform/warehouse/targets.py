@@ -97,14 +97,6 @@ def writer_connection(target: WarehouseTarget) -> Iterator[sqlite3.Connection | 
             pg.close()
 
 
-def existing_tables(target: WarehouseTarget) -> set[str]:
-    """The tables questions can reach, read through the read-only executor (it never creates a file)."""
-    # Imported here: the executor builds on this module.
-    from hisplatform.warehouse.executor import readable_tables
-
-    return readable_tables(target)
-
-
 @dataclass(frozen=True)
 class WarehouseCapabilities:
     """What a warehouse can answer: a de-identified MIMIC-IV source has the clinical core only."""
@@ -135,7 +127,11 @@ def capabilities_of(tables_present: set[str]) -> WarehouseCapabilities:
 
 
 def warehouse_capabilities(target: WarehouseTarget | None = None) -> WarehouseCapabilities:
-    return capabilities_of(existing_tables(target or warehouse_target()))
+    # Imported here: the executor builds on this module. It reads through the read-only path, so
+    # asking about a missing warehouse never creates a file.
+    from hisplatform.warehouse.executor import readable_tables
+
+    return capabilities_of(readable_tables(target or warehouse_target()))
 
 
 def create_schema(conn: sqlite3.Connection | psycopg.Connection, dialect: Dialect) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from hisplatform.warehouse.executor import execute_readonly
 from hisplatform.warehouse.targets import WarehouseTarget
@@ -88,9 +89,9 @@ def test_hostile_or_out_of_scope_questions_abstain_with_help(
 
 
 def test_nlq_predict_writes_ehrsql_predictions(
-    tmp_path: Path, sqlite_warehouse: WarehouseTarget, settings: object
+    tmp_path: Path, sqlite_warehouse: WarehouseTarget, settings: SettingsWrapper
 ) -> None:
-    settings.WAREHOUSE_URL = sqlite_warehouse.url  # type: ignore[attr-defined]
+    settings.WAREHOUSE_URL = sqlite_warehouse.url
     patient = _first(sqlite_warehouse, "SELECT subject_id FROM patients ORDER BY subject_id LIMIT 1")
     questions = tmp_path / "data.json"
     questions.write_text(json.dumps({"data": [

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from audit.app_role import SEQUENCE_PRIVILEGES, TABLE_PRIVILEGES, AppRoleError, ensure_app_role
+from hisplatform.env import password_from_env
 
 
 class Command(BaseCommand):
@@ -35,11 +36,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         role: str = options["role"]
-        password: str | None = None
-        if options["password_env"]:
-            password = os.environ.get(options["password_env"])
-            if not password:
-                raise CommandError(f"The environment variable {options['password_env']} is unset or empty.")
+        try:
+            password = password_from_env(options["password_env"])
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
         connection = connections[options["database"]]
         if connection.vendor == "sqlite":
             self.stdout.write(

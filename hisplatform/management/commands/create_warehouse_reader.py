@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from hisplatform.env import password_from_env
 from hisplatform.warehouse.executor import WarehouseError, ensure_reader_role, execute_readonly, grant_reader
 from hisplatform.warehouse.targets import WarehouseConfigError, warehouse_target, writer_connection
 
@@ -32,11 +33,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         role: str = options["role"] or settings.WAREHOUSE_READER_ROLE
-        password: str | None = None
-        if options["password_env"]:
-            password = os.environ.get(options["password_env"])
-            if not password:
-                raise CommandError(f"The environment variable {options['password_env']} is unset or empty.")
+        try:
+            password = password_from_env(options["password_env"])
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
         try:
             target = warehouse_target()
         except WarehouseConfigError as error:
