@@ -3,6 +3,7 @@
 from nlquery.semantic.loader import (
     ColumnMeta,
     Dimension,
+    Event,
     Join,
     Measure,
     SemanticLayer,
@@ -25,6 +26,7 @@ from nlquery.semantic.values import (
 __all__ = [
     "ColumnMeta",
     "Dimension",
+    "Event",
     "Join",
     "Measure",
     "SemanticLayer",

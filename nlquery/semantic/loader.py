@@ -35,6 +35,7 @@ _TOP_KEYS: Final = frozenset(
         "measures",
         "dimensions",
         "synonyms",
+        "events",
     }
 )
 _TABLE_KEYS: Final = frozenset({"description", "time_columns", "columns"})
@@ -42,6 +43,9 @@ _COLUMN_KEYS: Final = frozenset({"class", "description"})
 _MEASURE_KEYS: Final = frozenset({"description", "table", "expression"})
 _DIMENSION_KEYS: Final = frozenset({"description", "table", "column", "bins"})
 _TERM_KEYS: Final = frozenset({"kind", "variants", "labels"})
+_EVENT_KEYS: Final = frozenset(
+    {"description", "noun", "table", "time", "value", "link", "name", "code", "dictionary", "label", "where"}
+)
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
@@ -109,6 +113,27 @@ class Dimension:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something that happens to a patient at a time: a lab result, a prescription, a diagnosis..."""
+
+    name: str
+    description: str
+    noun: str  # how the interpretation names one ("lab test")
+    table: str
+    time: str  # column of `table`
+    link: str  # hadm_id or stay_id: the visit or ICU stay a row belongs to
+    value: str | None = None  # the measured number, when there is one
+    name_column: str | None = None  # a column of `table` naming the event (prescriptions.drug)
+    code: str | None = None  # a column of `table` coding the event through `dictionary`
+    dictionary: tuple[str, str] | None = None  # (table, key column) the code refers to
+    label: str | None = None  # the dictionary's column naming the event
+    where: tuple[tuple[str, str], ...] = ()  # dictionary rows that belong to this event (linksto)
+
+    def column(self, name: str) -> str:
+        return f"{self.table}.{name}"
+
+
+@dataclass(frozen=True)
 class Term:
     canonical: str
     kind: TermKind
@@ -126,6 +151,7 @@ class SemanticLayer:
     dimensions: Mapping[str, Dimension]
     terms: Mapping[str, Term]
     _lookup: Mapping[str, str]  # every normalised canonical name and variant -> canonical name
+    events: Mapping[str, Event]
 
     def sensitivity_of(self, table: str, column: str) -> str:
         try:
@@ -240,6 +266,7 @@ class _Builder:
         self.measures: dict[str, Measure] = {}
         self.dimensions: dict[str, Dimension] = {}
         self.terms: dict[str, _Term] = {}
+        self.events: dict[str, Event] = {}
 
     def apply(self, document: object, source: str) -> None:
         doc = _mapping(document, source, "(file)")
@@ -269,6 +296,8 @@ class _Builder:
             self.dimensions[name] = _dimension(name, body, source)
         for name, body in _mapping(doc.get("synonyms"), source, "synonyms").items():
             self._term(name, body, source)
+        for name, body in _mapping(doc.get("events"), source, "events").items():
+            self.events[name] = _event(name, body, source)
         self.sources.append(source)
 
     def _table(self, table: str, body: object, source: str) -> None:
@@ -384,6 +413,7 @@ class _Builder:
             MappingProxyType(dict(self.dimensions)),
             MappingProxyType(terms),
             MappingProxyType(lookup),
+            MappingProxyType(dict(self.events)),
         )
 
 
@@ -427,6 +457,60 @@ def _dimension(name: str, body: object, source: str) -> Dimension:
         if list(bins) != sorted(set(bins)):
             raise SemanticLayerError(source, f"{key}.bins", "bins must increase")
     return Dimension(name, str(spec.get("description", "")), table, column, bins)
+
+
+def _event(name: str, body: object, source: str) -> Event:
+    key = f"events.{name}"
+    if not _NAME.match(name):
+        raise SemanticLayerError(source, key, "event names are snake_case")
+    spec = _mapping(body, source, key)
+    _known_keys(spec, _EVENT_KEYS, source, key)
+    for required in ("table", "time", "link"):
+        if required not in spec:
+            raise SemanticLayerError(source, key, f"an event needs {required!r}")
+    table = _text(spec["table"], source, f"{key}.table")
+    _check_table(table, source, f"{key}.table")
+
+    def own(field: str) -> str | None:
+        if field not in spec:
+            return None
+        column = _text(spec[field], source, f"{key}.{field}")
+        _check_column(table, column, source, f"{key}.{field}")
+        return column
+
+    dictionary = label = None
+    where: tuple[tuple[str, str], ...] = ()
+    if "code" in spec:
+        if "dictionary" not in spec or "label" not in spec:
+            raise SemanticLayerError(source, key, "a coded event needs 'dictionary' and 'label'")
+        dictionary = _column_ref(spec["dictionary"], source, f"{key}.dictionary")
+        label_table, label = _column_ref(spec["label"], source, f"{key}.label")
+        if label_table != dictionary[0]:
+            raise SemanticLayerError(source, f"{key}.label", f"must be a column of {dictionary[0]}")
+        for column, value in _mapping(spec.get("where"), source, f"{key}.where").items():
+            _check_column(dictionary[0], column, source, f"{key}.where.{column}")
+            where += ((column, _text(value, source, f"{key}.where.{column}")),)
+    elif "dictionary" in spec or "label" in spec or "where" in spec:
+        raise SemanticLayerError(source, key, "'dictionary', 'label' and 'where' go with 'code'")
+    if "code" not in spec and "name" not in spec:
+        raise SemanticLayerError(source, key, "an event is named by a 'code' or a 'name' column")
+    link = own("link")
+    if link not in ("hadm_id", "stay_id"):
+        raise SemanticLayerError(source, f"{key}.link", "expected hadm_id or stay_id")
+    return Event(
+        name=name,
+        description=str(spec.get("description", "")),
+        noun=str(spec.get("noun", name)),
+        table=table,
+        time=own("time") or "",
+        link=link,
+        value=own("value"),
+        name_column=own("name"),
+        code=own("code"),
+        dictionary=dictionary,
+        label=label,
+        where=where,
+    )
 
 
 # --- Loading ------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Plan families (see nlquery/families/base.py)."""
