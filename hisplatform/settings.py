@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -150,6 +151,18 @@ SPECTACULAR_SETTINGS = {"TITLE": "Hospital analytics platform API", "VERSION": "
 
 # Extra semantic-layer YAML files a hospital adds (synonyms, sensitivity overrides, measures).
 NLQ_SEMANTIC_EXTRA = env_list("NLQ_SEMANTIC_EXTRA", [])
+# The moment "now", "this year" and "in the last 30 days" are read against, as YYYY-MM-DD HH:MM:SS;
+# empty means the clock. A warehouse extract that stops at a date sets that date here.
+NLQ_NOW = env_str("NLQ_NOW", "")
+if NLQ_NOW and not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", NLQ_NOW):
+    raise ImproperlyConfigured(f"NLQ_NOW must look like 2026-11-25 00:00:00, not {NLQ_NOW!r}.")
+# Below this confidence (in percent) the engine abstains instead of answering; unset, the threshold
+# `nlq_train` calibrated on held-out training folds (shipped inside the model) applies.
+NLQ_MIN_CONFIDENCE_PERCENT = (
+    env_int("NLQ_MIN_CONFIDENCE_PERCENT", 0, minimum=0, maximum=100)
+    if env_str("NLQ_MIN_CONFIDENCE_PERCENT", "")
+    else None
+)
 
 # Celery: eager in-process by default (make demo); a worker on Redis when CELERY_BROKER_URL is set.
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "memory://", kind="broker")

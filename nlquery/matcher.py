@@ -61,6 +61,62 @@ SCORE_SYNONYM: Final = 0.9
 SCORE_TYPO: Final = 0.8
 
 TYPO_MIN_LENGTH: Final = 6  # only words this long are corrected, by one edit
+# Words questions are made of, never typos of a value ("minimum" is not the chart label "pminimum").
+_QUESTION_WORDS: Final = frozenset(
+    [
+        "minimum",
+        "maximum",
+        "average",
+        "highest",
+        "lowest",
+        "largest",
+        "smallest",
+        "total",
+        "number",
+        "amount",
+        "change",
+        "patient",
+        "patients",
+        "hospital",
+        "admission",
+        "admitted",
+        "discharged",
+        "discharge",
+        "visits",
+        "visited",
+        "current",
+        "measured",
+        "recorded",
+        "received",
+        "prescribed",
+        "diagnosed",
+        "diagnosis",
+        "procedure",
+        "procedures",
+        "output",
+        "outputs",
+        "intake",
+        "intakes",
+        "input",
+        "inputs",
+        "specimen",
+        "specimens",
+        "culture",
+        "cultures",
+        "organism",
+        "tested",
+        "changes",
+        "compared",
+        "greater",
+        "higher",
+        "lower",
+        "during",
+        "within",
+        "months",
+        "minutes",
+        "second",
+    ]
+)
 _MAX_TYPO_COMBINATIONS: Final = 64  # per candidate span, bounds the work on a question full of typos
 
 _TOKEN: Final = re.compile(r"[^\W_]+|[^\w\s]|_")
@@ -195,7 +251,8 @@ class ValueMatcher:
 
     def _add(self, text: str, kind: str, value: str, *, synonym: bool) -> None:
         key = tuple(_WORD.findall(text.lower()))
-        if not key:
+        if not key or (not synonym and len(key) == 1 and len(key[0]) == 1):
+            # A one-letter value (the lab "i") would match the pronoun in "can I know...".
             return
         entry = _Entry(kind, value, text, synonym)
         entries = self._index[key]
@@ -281,7 +338,7 @@ class ValueMatcher:
         return list(best.values())
 
     def _corrections(self, word: str) -> list[str]:
-        if not TYPO_MIN_LENGTH - 1 <= len(word) <= self._longest_word + 1:
+        if not TYPO_MIN_LENGTH - 1 <= len(word) <= self._longest_word + 1 or word in _QUESTION_WORDS:
             return []
         if word in self._vocabulary or not word.isalpha():
             return []

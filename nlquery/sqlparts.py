@@ -25,6 +25,9 @@ class Ctx:
 
     dialect: str  # "sqlite" | "postgres"
     now: str  # "YYYY-MM-DD HH:MM:SS"
+    # Show what each row of a grouped answer stands for (the month of a monthly average). EHRSQL's
+    # answer format leaves it out, so its commands turn this off.
+    labels: bool = True
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:

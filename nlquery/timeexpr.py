@@ -59,7 +59,9 @@ class TimeConstraint:
 _VISIT_NOUN = r"(?:visit|stay|encounter|admission|hospitali[sz]ation|episode)s?"
 _HOSPITAL_STAY = r"(?:hospital (?:visit|stay|encounter|admission)|admission|visit|hospitali[sz]ation)"
 _PREP = r"(since|in|on|during|from|after|throughout)?\s*"
-_ORDINALS = r"second to last|second-to-last|penultimate|first|second|last|latest|most recent|final|initial"
+_ORDINALS = (
+    r"second to last|second-to-last|penultimate|first|second|last|latest|most recent|final|initial|earliest"
+)
 
 
 def _rx(*parts: str) -> re.Pattern[str]:
@@ -100,17 +102,25 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "visit",
         _rx(
-            r"\b(first|1st|last|latest|most recent|previous|current|this|present|ongoing)\s+",
+            r"\b(first|1st|last|latest|final|most recent|previous|current|this|present|ongoing)\s+",
             r"(hospital|icu|intensive care unit|intensive care)\s+", _VISIT_NOUN, r"\b",
         ),
     ),
     ("visit_current_plain", _rx(r"\b(?:currently|still) (?:in|admitted to) (?:the )?(hospital|icu)\b")),
+    # "the current admission", "their first hospitalization": a hospital visit without the word hospital.
+    (
+        "visit_admission",
+        _rx(
+            r"\b(first|1st|last|latest|final|most recent|previous|current|this|present|ongoing)\s+",
+            r"(admission|hospitali[sz]ation|inpatient stay|encounter)\b",
+        ),
+    ),
     # Which measurement.
     ("ordinal", _rx(r"\b(", _ORDINALS, r")\b")),
 ]  # fmt: skip
 
 _WHICH = {
-    "first": "first", "1st": "first", "initial": "first",
+    "first": "first", "1st": "first", "initial": "first", "earliest": "first",
     "last": "last", "latest": "last", "most recent": "last", "final": "last", "previous": "last",
     "current": "current", "this": "current", "present": "current", "ongoing": "current",
     "second": "second", "second to last": "second_to_last", "second-to-last": "second_to_last",
@@ -181,6 +191,8 @@ def _build(name: str, m: re.Match[str]) -> TimeConstraint | None:
     if name == "visit":
         visit = "hospital" if g[1] == "hospital" else "icu"
         return TimeConstraint("visit", visit=visit, which=_WHICH[g[0]])
+    if name == "visit_admission":
+        return TimeConstraint("visit", visit="hospital", which=_WHICH[g[0]])
     if name == "visit_current_plain":
         return TimeConstraint("visit", visit="hospital" if g[0] == "hospital" else "icu", which="current")
     if name == "ordinal":

@@ -129,6 +129,8 @@ class Family:
         for kind in PATTERN_KINDS:
             need = spec.patterns.get(kind, "no")
             hits = found.of(kind)
+            if len({h.value for h in hits}) == 1:
+                hits = hits[:1]  # "the total intake minus the total output": one aggregate, said twice
             if not _fits(need, len(hits), 1):
                 return
             if hits:

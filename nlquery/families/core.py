@@ -98,7 +98,11 @@ def _aggregate(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         pattern = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}.get(plan.period)
         if pattern is None:
             raise CompileError(f"no grouping by {plan.period}")
-        query = query.group_by(fmt(ctx, col(event.column(event.time)), pattern))
+        period = fmt(ctx, col(event.column(event.time)), pattern)
+        query = query.group_by(period)
+        if ctx.labels:
+            query = select(exp.alias_(period.copy(), plan.period), value.copy()).from_(event.table)
+            query = _where(query, _rows(plan, ctx, event)).group_by(period.copy()).order_by(plan.period)
     return query
 
 
@@ -121,16 +125,20 @@ def _time(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
 
 
 def _name(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
+    """Every distinct name recorded at the first (last...) time: simultaneous events are all named."""
     event = event_of(layer, plan.event)
     time = col(event.column(event.time))
-    ordinal = plan.ordinals[0] if plan.ordinals else None
-    if event.name_column is not None:
-        query = _where(select(_named(event)).from_(event.table), _rows(plan, ctx, event))
-        return ordered_one(query, ordinal, time)
-    codes = ordered_one(
-        _where(select(_code(event)).from_(event.table), _rows(plan, ctx, event)), ordinal, time
+    rows = _rows(plan, ctx, event)
+    moment = ordered_one(
+        _where(select(time.copy()).distinct().from_(event.table), rows),
+        plan.ordinals[0] if plan.ordinals else None,
+        time.copy(),
     )
-    return name_of(event, codes)
+    at_moment = exp.EQ(this=time.copy(), expression=moment.subquery())
+    rows = at_moment if rows is None else exp.and_(rows.copy(), at_moment)
+    if event.name_column is not None:
+        return select(_named(event)).distinct().from_(event.table).where(rows)
+    return name_of(event, select(_code(event)).from_(event.table).where(rows)).distinct()
 
 
 # --- The population ------------------------------------------------------------------------------

@@ -40,11 +40,24 @@ _TOP_KEYS: Final = frozenset(
 )
 _TABLE_KEYS: Final = frozenset({"description", "time_columns", "columns"})
 _COLUMN_KEYS: Final = frozenset({"class", "description"})
-_MEASURE_KEYS: Final = frozenset({"description", "table", "expression"})
-_DIMENSION_KEYS: Final = frozenset({"description", "table", "column", "bins"})
+_MEASURE_KEYS: Final = frozenset({"description", "table", "expression", "words"})
+_DIMENSION_KEYS: Final = frozenset({"description", "table", "column", "bins", "words"})
 _TERM_KEYS: Final = frozenset({"kind", "variants", "labels"})
 _EVENT_KEYS: Final = frozenset(
-    {"description", "noun", "table", "time", "value", "link", "name", "code", "dictionary", "label", "where"}
+    {
+        "description",
+        "noun",
+        "words",
+        "table",
+        "time",
+        "value",
+        "link",
+        "name",
+        "code",
+        "dictionary",
+        "label",
+        "where",
+    }
 )
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -101,6 +114,7 @@ class Measure:
     description: str
     table: str
     expression: str  # SQL in the SQLite dialect (EHRSQL's), over the table's columns; checked on load
+    words: tuple[str, ...] = ()  # what questions call it; a trailing * matches any ending
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,7 @@ class Dimension:
     table: str
     column: str
     bins: tuple[int, ...] = ()  # lower bounds of bands for a numeric column (age bands)
+    words: tuple[str, ...] = ()  # what questions call it; a trailing * matches any ending
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,15 @@ class Event:
     dictionary: tuple[str, str] | None = None  # (table, key column) the code refers to
     label: str | None = None  # the dictionary's column naming the event
     where: tuple[tuple[str, str], ...] = ()  # dictionary rows that belong to this event (linksto)
+    words: tuple[str, ...] = ()  # what questions call it; a trailing * matches any ending
+
+    @property
+    def cue(self) -> re.Pattern[str] | None:
+        """A pattern finding the event's words in a question (None when it has none)."""
+        if not self.words:
+            return None
+        parts = [re.escape(w[:-1]) + r"\w*" if w.endswith("*") else re.escape(w) for w in self.words]
+        return re.compile(r"\b(?:" + "|".join(parts) + r")\b", re.IGNORECASE)
 
     def column(self, name: str) -> str:
         return f"{self.table}.{name}"
@@ -435,7 +459,8 @@ def _measure(name: str, body: object, source: str) -> Measure:
         if column.table and column.table != table:
             raise SemanticLayerError(source, f"{key}.expression", f"may only use columns of {table}")
         _check_column(table, column.name, source, f"{key}.expression")
-    return Measure(name, str(spec.get("description", "")), table, expression)
+    words = _words(spec, source, key)
+    return Measure(name, str(spec.get("description", "")), table, expression, words)
 
 
 def _dimension(name: str, body: object, source: str) -> Dimension:
@@ -456,7 +481,16 @@ def _dimension(name: str, body: object, source: str) -> Dimension:
         bins = tuple(raw)
         if list(bins) != sorted(set(bins)):
             raise SemanticLayerError(source, f"{key}.bins", "bins must increase")
-    return Dimension(name, str(spec.get("description", "")), table, column, bins)
+    return Dimension(name, str(spec.get("description", "")), table, column, bins, _words(spec, source, key))
+
+
+def _words(spec: dict[str, Any], source: str, key: str) -> tuple[str, ...]:
+    """A measure's or dimension's words, lower case; a `*` may only end a word."""
+    words = tuple(normalise(w) for w in _texts(spec.get("words", []), source, f"{key}.words"))
+    for i, word in enumerate(words):
+        if "*" in word[:-1]:
+            raise SemanticLayerError(source, f"{key}.words[{i}]", "'*' may only end a word")
+    return words
 
 
 def _event(name: str, body: object, source: str) -> Event:
@@ -510,6 +544,7 @@ def _event(name: str, body: object, source: str) -> Event:
         dictionary=dictionary,
         label=label,
         where=where,
+        words=tuple(w.lower() for w in _texts(spec.get("words", []), source, f"{key}.words")),
     )
 
 

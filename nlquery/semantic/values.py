@@ -16,6 +16,7 @@ from nlquery.semantic.loader import SemanticLayer, Term
 ROW_CAP: Final = 500_000
 # ~110k titles of up to 255 characters: generous room, still bounded.
 MAX_RESULT_BYTES: Final = 256 * 1024 * 1024
+_ITEM_TABLES: Final = ("chartevents", "inputevents", "outputevents")
 TIMEOUT_MS: Final = 60_000  # a one-off full read of the dictionaries, cached afterwards
 
 
@@ -64,7 +65,10 @@ def _distinct(target: WarehouseTarget, table: str, column: str) -> frozenset[str
 
 def _read(target: WarehouseTarget) -> ValueDictionaries:
     chart: dict[str, set[str]] = {}
-    for row in _strings("SELECT label, linksto FROM d_items", target):
+    # Only items something was charted for: d_items also names admin fields ("gender", "admission
+    # type") that would otherwise read as measurements.
+    used = " OR ".join(f"itemid IN (SELECT itemid FROM {table})" for table in _ITEM_TABLES)
+    for row in _strings(f"SELECT label, linksto FROM d_items WHERE {used}", target):
         chart.setdefault(row[0], set()).add(row[1])
     return ValueDictionaries(
         lab_items=_distinct(target, "d_labitems", "label"),

@@ -13,6 +13,7 @@ import sqlglot
 
 from hisplatform.warehouse.executor import execute_readonly
 from hisplatform.warehouse.targets import WarehouseTarget
+from nlquery.hospital_eval import evaluate_hospital, load_questions
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "nlquery" / "questions" / "hospital.json"
 NOW = "'2026-11-25 00:00:00'"
@@ -107,3 +108,18 @@ def test_gold_sql_runs_on_demo_hospital(sqlite_warehouse: WarehouseTarget) -> No
     rate = 1 - len(empty) / len(items)
     print(f"non-empty rate: {rate:.1%} of {len(items)} answerable questions")
     assert rate >= MIN_NON_EMPTY_RATE
+
+
+# Floors measured when this test was written; README has the current figures.
+HOSPITAL_CORRECT_FLOOR = 0.37
+HOSPITAL_WRONG_CEILING = 0.03
+
+
+@pytest.mark.django_db
+def test_the_engine_on_the_hospital_questions(sqlite_warehouse: WarehouseTarget) -> None:
+    now, items = load_questions()
+    report = evaluate_hospital(items, sqlite_warehouse, now)
+    print("\n".join(report.lines()))
+    assert len(report.outcomes) == len(items)
+    assert report.share("correct") >= HOSPITAL_CORRECT_FLOOR
+    assert report.share("wrong") <= HOSPITAL_WRONG_CEILING

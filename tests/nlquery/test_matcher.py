@@ -172,9 +172,17 @@ def test_no_match_inside_a_longer_word(matcher: ValueMatcher) -> None:
 
 
 def test_one_string_of_several_kinds_gives_one_match_per_kind(matcher: ValueMatcher) -> None:
-    found = matcher.find("the last ammonia value")  # a lab label and a chart label
+    found = matcher.find("the last rapid plasma reagin test result")  # a lab label and a microbiology test
     assert len({(m.start, m.end) for m in found}) == 1
-    assert sorted((m.kind, m.value) for m in found) == [("chart", "ammonia"), ("lab", "ammonia")]
+    assert sorted((m.kind, m.value) for m in found) == [
+        ("lab", "rapid plasma reagin test"),
+        ("test", "rapid plasma reagin test"),
+    ]
+
+
+def test_only_items_something_was_charted_for_are_values(matcher: ValueMatcher) -> None:
+    # d_items also names fields such as "gender": they are no measurement a question can ask for.
+    assert matcher.find("what is the gender of patient 10014078") == []
 
 
 def test_matches_are_frozen_values() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from argparse import ArgumentParser
 from collections import Counter
@@ -47,11 +48,18 @@ class Command(BaseCommand):
             data = data[: options["limit"]]
         target = sqlite_target(db)
         started = time.perf_counter()
-        items = [(d["id"], d["question"], answers[d["id"]]) for d in data]
+        items = [(d["id"], d["question"], answers[d["id"]], gold_sql[d["id"]]) for d in data]
         prefixes = tuple(p for p in options["families"].split(",") if p)
-        labels = label_questions(items, value_matcher(target), semantic_layer(), target, prefixes=prefixes)
+        labels = label_questions(
+            items,
+            value_matcher(target),
+            semantic_layer(),
+            target,
+            prefixes=prefixes,
+            workers=os.cpu_count() or 1,
+        )
         self.stdout.write(f"{len(items)} questions labelled in {time.perf_counter() - started:.1f} s")
-        kinds = {key: kind_of_sql(gold_sql[key]) for key, _, _ in items}
+        kinds = {key: kind_of_sql(gold_sql[key]) for key, _, _, _ in items}
         covered = Counter(kinds[k] for k, v in labels.items() if v)
         total = Counter(kinds.values())
         for kind, n in total.most_common():
@@ -61,7 +69,7 @@ class Command(BaseCommand):
         families = Counter(f for v in labels.values() for f in v)
         for name, n in families.most_common():
             self.stdout.write(f"    {name:28} {n}")
-        misses = [(key, question) for key, question, _ in items if not labels[key]]
+        misses = [(key, question) for key, question, _, _ in items if not labels[key]]
         for key, question in misses[: options["show_misses"]]:
             self.stdout.write(f"\n  MISS {key}: {question}\n    gold: {gold_sql[key]}")
         if options["out"]:

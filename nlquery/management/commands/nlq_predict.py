@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hisplatform.warehouse.executor import WarehouseError
 from hisplatform.warehouse.targets import warehouse_target
-from nlquery.ehrsql import ABSTAIN
+from nlquery.ehrsql import ABSTAIN, NOW
 from nlquery.engine import predict_sql
 
 
@@ -40,7 +40,10 @@ class Command(BaseCommand):
             raise CommandError(f"{options['questions']} is not an EHRSQL data.json ({error}).") from None
         target = warehouse_target()
         try:
-            predictions = {item["id"]: predict_sql(item["question"], target) or ABSTAIN for item in items}
+            predictions = {
+                item["id"]: predict_sql(item["question"], target, now=NOW, labels=False) or ABSTAIN
+                for item in items
+            }
         except WarehouseError as error:
             raise CommandError(error.message) from None
         options["out"].write_text(json.dumps(predictions, indent=1))
