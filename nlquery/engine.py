@@ -25,6 +25,7 @@ from hisplatform.warehouse.executor import WarehouseError, execute_readonly
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target
 from nlquery import classifier
 from nlquery.families import FAMILIES, CompileError, Filter, Found, QueryPlan
+from nlquery.families.base import families_for
 from nlquery.families.core import EVENT_OF_KIND
 from nlquery.matcher import ValueMatcher, value_matcher
 from nlquery.plan import Unanswerable
@@ -235,7 +236,7 @@ class Choice:
 
 
 def choose(found: Found, guess: classifier.Guess) -> Choice:
-    plans = [plan for family in FAMILIES.values() for plan in family.bind(found)]
+    plans = [plan for family in families_for(found) for plan in family.bind(found)]
     top_shape = max(
         (kv for kv in guess.shapes.items() if kv[0] not in classifier.ABSTAIN_LABELS),
         key=lambda kv: kv[1],
@@ -248,7 +249,9 @@ def choose(found: Found, guess: classifier.Guess) -> Choice:
         return Choice(None, 0.0, 0.0, 0.0, guess.unknown, frozenset(), kind)
     # Plans that return what the question asks for (a time for "when") and cover every event it names.
     asked = answer_type(found.text)
-    fitting = [p for p in plans if _fits_question(p, asked, guess)]
+    layer = semantic_layer()
+    framing = frozenset(e.name for e in layer.events.values() if e.table in _VISIT_TABLES)
+    fitting = [p for p in plans if _fits_question(p, asked, guess, layer, framing)]
     # The classifier's say among the shapes that can answer at all: a shape that binds nothing the
     # question names, or returns the wrong kind of answer, is no rival, however likely its wording.
     feasible = {classifier.split_label(p.family)[0] for p in fitting} | set(classifier.ABSTAIN_LABELS)
@@ -277,7 +280,8 @@ def choose(found: Found, guess: classifier.Guess) -> Choice:
 # What the question's own words say the answer is: a moment, a yes or no, or a count.
 _ASKS_TIME = re.compile(
     r"\bwhen (?:was|were|did|is|has|have|does|do)\b|\bwhat (?:time|date|day)\b"
-    r"|\b(?:on|at) what (?:date|time)\b",
+    r"|\b(?:on|at) what (?:date|time)\b|\bwhat (?:was|is|were) the (?:\w+ )?time\b"
+    r"|^\W*(?:the )?(?:first|last) time\b",
     re.IGNORECASE,
 )
 # "Is patient 10014078 male or female?" asks which, not whether.
@@ -351,15 +355,18 @@ def _time_columns() -> frozenset[str]:
     return frozenset(c for table in layer.tables.values() for c in table.time_columns)
 
 
-def _fits_question(plan: QueryPlan, asked: str, guess: classifier.Guess) -> bool:
-    """The plan returns what the question asks for and covers every event the question names."""
-    if plan.event in semantic_layer().events:
+def _fits_question(
+    plan: QueryPlan, asked: str, guess: classifier.Guess, layer: SemanticLayer, framing: frozenset[str]
+) -> bool:
+    """The plan returns what the question asks for and covers every event the question names.
+
+    Visits and ICU stays (`framing`) frame every question ("the cost of hospital visits with ..."):
+    only the events asked about must be covered.
+    """
+    if plan.event in layer.events:
         involved = {plan.event, plan.after_event} | {
             EVENT_OF_KIND.get(f.kind, "") for f in (*plan.filters, *plan.after)
         }
-        # Visits and ICU stays frame every question ("the cost of hospital visits with ..."): only the
-        # events asked about must be covered.
-        framing = {e.name for e in semantic_layer().events.values() if e.table in _VISIT_TABLES}
         if any(event not in involved and event not in framing for event in guess.cues):
             return False
     if not asked:
@@ -388,7 +395,12 @@ def compile_sql(
     """The plan as SQL in the dialect; CompileError when it cannot be expressed."""
     ctx = Ctx(dialect, now or now_text(), labels)
     try:
-        return FAMILIES[plan.family].compile(plan, ctx, layer or semantic_layer()).sql(dialect=dialect)
+        # The tree is built for this call alone: render it without sqlglot's defensive copy.
+        return (
+            FAMILIES[plan.family]
+            .compile(plan, ctx, layer or semantic_layer())
+            .sql(dialect=dialect, copy=False)
+        )
     except TimeCompileError as error:
         raise CompileError(str(error)) from None
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from hisplatform.warehouse.executor import WarehouseError, execute_readonly
 from hisplatform.warehouse.targets import WarehouseTarget
 from nlquery.ehrsql import ABSTAIN, ERROR, NOW, process_rows
-from nlquery.families import FAMILIES, CompileError, QueryPlan
+from nlquery.families import CompileError, QueryPlan
+from nlquery.families.base import families_for
 from nlquery.matcher import ValueMatcher
 from nlquery.reading import read_question
 from nlquery.semantic.loader import SemanticLayer
@@ -37,12 +38,12 @@ def candidates(
 ) -> Iterator[Candidate]:
     """Every plan of every family (named with one of `prefixes`, if any) that fits the question."""
     found = read_question(question, matcher)
-    for family in FAMILIES.values():
+    for family in families_for(found):
         if prefixes and not family.name.startswith(prefixes):
             continue
         for plan in family.bind(found):
             try:
-                sql = family.compile(plan, ctx, layer).sql(dialect=ctx.dialect)
+                sql = family.compile(plan, ctx, layer).sql(dialect=ctx.dialect, copy=False)
             except (CompileError, TimeCompileError):
                 continue
             yield Candidate(plan, sql)

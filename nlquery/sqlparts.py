@@ -129,7 +129,7 @@ def and_(*conditions: exp.Expr | None) -> exp.Expr | None:
     present = [c for c in conditions if c is not None]
     if not present:
         return None
-    return exp.and_(*present) if len(present) > 1 else present[0]
+    return exp.and_(*present, copy=False) if len(present) > 1 else present[0]
 
 
 # --- Time constraints ----------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def _absolute(ctx: Ctx, c: TimeConstraint, column: exp.Expr) -> exp.Expr:
             within = eq(fmt(ctx, column, "%d"), f"{c.day:02d}")
         else:
             return period
-        return exp.and_(period, within)
+        return exp.and_(period, within, copy=False)
     if c.year is None:
         raise TimeCompileError("an absolute date needs a year")
     if c.month is None:
@@ -211,6 +211,7 @@ def window_condition(ctx: Ctx, constraint: TimeConstraint, earlier: exp.Expr, la
         return exp.and_(
             exp.LT(this=earlier, expression=later),
             exp.EQ(this=start_of(ctx, earlier, c.unit), expression=start_of(ctx, later, c.unit)),
+            copy=False,
         )
     if c.amount is not None and c.unit in ("day", "week", "month", "year"):
         unit, amount = ("day", 7 * c.amount) if c.unit == "week" else (c.unit, c.amount)
@@ -221,6 +222,7 @@ def window_condition(ctx: Ctx, constraint: TimeConstraint, earlier: exp.Expr, la
                 low=timestamp(ctx, earlier),
                 high=shift(ctx, earlier, amount, unit),
             ),
+            copy=False,
         )
     if c.unit == "hospital":
         return exp.LT(this=earlier, expression=later)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Final
 
 import sqlglot
@@ -148,6 +148,7 @@ def _index(phrases: tuple[_Phrase, ...]) -> _Index:
     return _Index({w: tuple(g) for w, g in first.items()}, {w: tuple(g) for w, g in loose.items()})
 
 
+@lru_cache(maxsize=65536)  # the same few hundred words meet the same lexicon in every question
 def _near(token: str, word: str) -> bool:
     return token.startswith(word) or (abs(len(token) - len(word)) <= 1 and _one_edit(token, word))
 

@@ -236,18 +236,22 @@ def select(*expressions: exp.Expr | str) -> exp.Select:
 
 def visits_of(subject: int, visit: TimeConstraint | None = None) -> exp.Select:
     """The patient's hospital visits (hadm_id), narrowed to the first, last or current one."""
-    query = select(col("admissions.hadm_id")).from_("admissions").where(eq("admissions.subject_id", subject))
+    query = (
+        select(col("admissions.hadm_id"))
+        .from_("admissions", copy=False)
+        .where(eq("admissions.subject_id", subject), copy=False)
+    )
     if visit is None or visit.visit != "hospital":
         return query
     discharged = col("admissions.dischtime")
     if visit.which == "current":
-        return query.where(exp.Is(this=discharged, expression=exp.Null()))
+        return query.where(exp.Is(this=discharged, expression=exp.Null()), copy=False)
     if visit.which not in ("first", "last"):
         raise CompileError(f"no {visit.which} hospital visit")
     return (
-        query.where(exp.Not(this=exp.Is(this=discharged, expression=exp.Null())))
-        .order_by(exp.Ordered(this=col("admissions.admittime"), desc=visit.which == "last"))
-        .limit(1)
+        query.where(exp.Not(this=exp.Is(this=discharged, expression=exp.Null())), copy=False)
+        .order_by(exp.Ordered(this=col("admissions.admittime"), desc=visit.which == "last"), copy=False)
+        .limit(1, copy=False)
     )
 
 
@@ -256,20 +260,20 @@ def stays_of(subject: int, visit: TimeConstraint | None = None) -> exp.Select:
     hospital = visit if visit is not None and visit.visit == "hospital" else None
     query = (
         select(col("icustays.stay_id"))
-        .from_("icustays")
-        .where(col("icustays.hadm_id").isin(query=visits_of(subject, hospital)))
+        .from_("icustays", copy=False)
+        .where(col("icustays.hadm_id").isin(query=visits_of(subject, hospital)), copy=False)
     )
     if visit is None or visit.visit != "icu":
         return query
     out = col("icustays.outtime")
     if visit.which == "current":
-        return query.where(exp.Is(this=out, expression=exp.Null()))
+        return query.where(exp.Is(this=out, expression=exp.Null()), copy=False)
     if visit.which not in ("first", "last"):
         raise CompileError(f"no {visit.which} ICU stay")
     return (
-        query.where(exp.Not(this=exp.Is(this=out, expression=exp.Null())))
-        .order_by(exp.Ordered(this=col("icustays.intime"), desc=visit.which == "last"))
-        .limit(1)
+        query.where(exp.Not(this=exp.Is(this=out, expression=exp.Null())), copy=False)
+        .order_by(exp.Ordered(this=col("icustays.intime"), desc=visit.which == "last"), copy=False)
+        .limit(1, copy=False)
     )
 
 
@@ -287,14 +291,14 @@ def patient_scope(event: Event, subject: int, visit: TimeConstraint | None) -> e
     """Rows of the event's table that belong to the patient (and the visit, if one is named)."""
     link = col(event.column(event.link))
     if event.link == "stay_id":
-        return link.isin(query=stays_of(subject, visit))
+        return link.isin(query=stays_of(subject, visit), copy=False)
     if visit is not None and visit.visit == "icu":
         stays = stays_of(subject, visit)
         stays.set("expressions", [col("icustays.hadm_id")])
-        return link.isin(query=stays)
+        return link.isin(query=stays, copy=False)
     if event.table == "admissions":
-        return link.isin(query=visits_of(subject, visit))
-    return link.isin(query=visits_of(subject, visit))
+        return link.isin(query=visits_of(subject, visit), copy=False)
+    return link.isin(query=visits_of(subject, visit), copy=False)
 
 
 def value_condition(event: Event, value: str) -> exp.Expr:
@@ -304,10 +308,14 @@ def value_condition(event: Event, value: str) -> exp.Expr:
     if event.code is None or event.dictionary is None or event.label is None:
         raise CompileError(f"event {event.name} has no name")
     table, key = event.dictionary
-    lookup = select(col(f"{table}.{key}")).from_(table).where(eq(f"{table}.{event.label}", value))
+    lookup = (
+        select(col(f"{table}.{key}"))
+        .from_(table, copy=False)
+        .where(eq(f"{table}.{event.label}", value), copy=False)
+    )
     for column, wanted in event.where:
-        lookup = lookup.where(eq(f"{table}.{column}", wanted))
-    return col(event.column(event.code)).isin(query=lookup)
+        lookup = lookup.where(eq(f"{table}.{column}", wanted), copy=False)
+    return col(event.column(event.code)).isin(query=lookup, copy=False)
 
 
 def time_conditions(ctx: Ctx, constraints: tuple[TimeConstraint, ...], column: exp.Expr) -> exp.Expr | None:
@@ -342,9 +350,13 @@ def name_of(event: Event, codes: exp.Select) -> exp.Select:
     if event.dictionary is None or event.label is None:
         raise CompileError(f"event {event.name} has no dictionary")
     table, key = event.dictionary
-    query = select(col(f"{table}.{event.label}")).from_(table).where(col(f"{table}.{key}").isin(query=codes))
+    query = (
+        select(col(f"{table}.{event.label}"))
+        .from_(table, copy=False)
+        .where(col(f"{table}.{key}").isin(query=codes), copy=False)
+    )
     for column, wanted in event.where:
-        query = query.where(eq(f"{table}.{column}", wanted))
+        query = query.where(eq(f"{table}.{column}", wanted), copy=False)
     return query
 
 
@@ -364,8 +376,8 @@ def ordinal_order(ordinal: TimeConstraint | None, column: exp.Expr) -> tuple[exp
 
 def ordered_one(query: exp.Select, ordinal: TimeConstraint | None, column: exp.Expr) -> exp.Select:
     order, offset = ordinal_order(ordinal, column)
-    query = query.order_by(order).limit(1)
-    return query.offset(offset) if offset else query
+    query = query.order_by(order, copy=False).limit(1, copy=False)
+    return query.offset(offset, copy=False) if offset else query
 
 
 def with_ordinals(plan: QueryPlan, *ordinals: TimeConstraint) -> QueryPlan:
@@ -386,6 +398,22 @@ def register(family: Family) -> Family:
         raise ValueError(f"family {family.name} is registered twice")
     FAMILIES[family.name] = family
     return family
+
+
+def families_for(found: Found) -> list[Family]:
+    """The families whose Spec can fit at all: one patient or none, and the value kinds named.
+
+    A cheap sieve before `bind`, which checks everything; most families fall at it.
+    """
+    kinds = {m.kind for readings in found.spans for m in readings}
+    one_patient = len(found.patients) == 1
+    return [
+        family
+        for family in FAMILIES.values()
+        if family.spec.patient == one_patient
+        and (len(found.patients) <= 1)
+        and all(kind in kinds for kind in family.spec.values)
+    ]
 
 
 def when_words(text: str, *words: str) -> bool:

@@ -48,7 +48,7 @@ def _rows(plan: QueryPlan, ctx: Ctx, event: Event) -> exp.Expr | None:
 
 
 def _where(query: exp.Select, condition: exp.Expr | None) -> exp.Select:
-    return query if condition is None else query.where(condition)
+    return query if condition is None else query.where(condition, copy=False)
 
 
 def _named(event: Event) -> exp.Column:
@@ -84,7 +84,9 @@ def _value(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     if event.value is None:
         raise CompileError(f"{event.name} events carry no value")
     time = col(event.column(event.time))
-    query = _where(select(col(event.column(event.value))).from_(event.table), _rows(plan, ctx, event))
+    query = _where(
+        select(col(event.column(event.value))).from_(event.table, copy=False), _rows(plan, ctx, event)
+    )
     return ordered_one(query, plan.ordinals[0] if plan.ordinals else None, time)
 
 
@@ -93,34 +95,40 @@ def _aggregate(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     if event.value is None or not plan.aggregate:
         raise CompileError("an aggregate needs a value and a function")
     value: exp.Expr = exp.func(plan.aggregate, col(event.column(event.value)))
-    query = _where(select(value).from_(event.table), _rows(plan, ctx, event))
+    query = _where(select(value).from_(event.table, copy=False), _rows(plan, ctx, event))
     if plan.period:
         pattern = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}.get(plan.period)
         if pattern is None:
             raise CompileError(f"no grouping by {plan.period}")
         period = fmt(ctx, col(event.column(event.time)), pattern)
-        query = query.group_by(period)
+        query = query.group_by(period, copy=False)
         if ctx.labels:
-            query = select(exp.alias_(period.copy(), plan.period), value.copy()).from_(event.table)
-            query = _where(query, _rows(plan, ctx, event)).group_by(period.copy()).order_by(plan.period)
+            query = select(exp.alias_(period.copy(), plan.period), value.copy()).from_(
+                event.table, copy=False
+            )
+            query = (
+                _where(query, _rows(plan, ctx, event))
+                .group_by(period.copy(), copy=False)
+                .order_by(plan.period, copy=False)
+            )
     return query
 
 
 def _exists(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = event_of(layer, plan.event)
     count = exp.GT(this=exp.Count(this=exp.Star()), expression=lit(0))
-    return _where(select(count).from_(event.table), _rows(plan, ctx, event))
+    return _where(select(count).from_(event.table, copy=False), _rows(plan, ctx, event))
 
 
 def _count(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = event_of(layer, plan.event)
-    return _where(select(exp.Count(this=exp.Star())).from_(event.table), _rows(plan, ctx, event))
+    return _where(select(exp.Count(this=exp.Star())).from_(event.table, copy=False), _rows(plan, ctx, event))
 
 
 def _time(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = event_of(layer, plan.event)
     time = col(event.column(event.time))
-    query = _where(select(time).from_(event.table), _rows(plan, ctx, event))
+    query = _where(select(time).from_(event.table, copy=False), _rows(plan, ctx, event))
     return ordered_one(query, plan.ordinals[0] if plan.ordinals else None, time)
 
 
@@ -130,15 +138,19 @@ def _name(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     time = col(event.column(event.time))
     rows = _rows(plan, ctx, event)
     moment = ordered_one(
-        _where(select(time.copy()).distinct().from_(event.table), rows),
+        _where(select(time.copy()).distinct(copy=False).from_(event.table, copy=False), rows),
         plan.ordinals[0] if plan.ordinals else None,
         time.copy(),
     )
     at_moment = exp.EQ(this=time.copy(), expression=moment.subquery())
-    rows = at_moment if rows is None else exp.and_(rows.copy(), at_moment)
+    rows = at_moment if rows is None else exp.and_(rows.copy(), at_moment, copy=False)
     if event.name_column is not None:
-        return select(_named(event)).distinct().from_(event.table).where(rows)
-    return name_of(event, select(_code(event)).from_(event.table).where(rows)).distinct()
+        return (
+            select(_named(event)).distinct(copy=False).from_(event.table, copy=False).where(rows, copy=False)
+        )
+    return name_of(
+        event, select(_code(event)).from_(event.table, copy=False).where(rows, copy=False)
+    ).distinct(copy=False)
 
 
 # --- The population ------------------------------------------------------------------------------
@@ -146,9 +158,15 @@ def _name(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
 
 def _count_patients(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = event_of(layer, plan.event)
-    visits = _where(select(col(event.column("hadm_id"))).from_(event.table), _rows(plan, ctx, event))
+    visits = _where(
+        select(col(event.column("hadm_id"))).from_(event.table, copy=False), _rows(plan, ctx, event)
+    )
     distinct = exp.Count(this=exp.Distinct(expressions=[col("admissions.subject_id")]))
-    return select(distinct).from_("admissions").where(col("admissions.hadm_id").isin(query=visits))
+    return (
+        select(distinct)
+        .from_("admissions", copy=False)
+        .where(col("admissions.hadm_id").isin(query=visits), copy=False)
+    )
 
 
 def _topk(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -163,22 +181,23 @@ def _topk(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     conditions: exp.Expr | None = _rows(plan, ctx, event)
     if plan.age is not None:
         low, high = plan.age
-        visits = select(col("admissions.hadm_id")).from_("admissions")
+        visits = select(col("admissions.hadm_id")).from_("admissions", copy=False)
         age = col("admissions.age")
         visits = visits.where(
             exp.GTE(this=age, expression=lit(low))
             if high is None
-            else exp.Between(this=age, low=lit(low), high=lit(high))
+            else exp.Between(this=age, low=lit(low), high=lit(high)),
+            copy=False,
         )
-        in_age = col(event.column("hadm_id")).isin(query=visits)
-        conditions = in_age if conditions is None else exp.and_(conditions, in_age)
-    ranked = _where(select(key.copy(), exp.alias_(rank, "c1")).from_(event.table), conditions).group_by(
-        key.copy()
-    )
+        in_age = col(event.column("hadm_id")).isin(query=visits, copy=False)
+        conditions = in_age if conditions is None else exp.and_(conditions, in_age, copy=False)
+    ranked = _where(
+        select(key.copy(), exp.alias_(rank, "c1")).from_(event.table, copy=False), conditions
+    ).group_by(key.copy(), copy=False)
     top = (
         select(exp.column(key.name, table="t1"))
-        .from_(ranked.subquery("t1"))
-        .where(exp.LTE(this=exp.column("c1", table="t1"), expression=lit(plan.k)))
+        .from_(ranked.subquery("t1"), copy=False)
+        .where(exp.LTE(this=exp.column("c1", table="t1"), expression=lit(plan.k)), copy=False)
     )
     if event.name_column is not None:
         return top

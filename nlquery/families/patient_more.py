@@ -165,20 +165,26 @@ def _admissions(
     visit, calendar = split_time(plan.time)
     if visit is not None and visit.visit != "hospital":
         raise CompileError("an ICU visit does not narrow hospital admissions")
-    query = select(*columns).from_("admissions").where(eq("admissions.subject_id", plan.subject_id))
+    query = (
+        select(*columns)
+        .from_("admissions", copy=False)
+        .where(eq("admissions.subject_id", plan.subject_id), copy=False)
+    )
     if plan.option:
-        query = query.where(eq("admissions.admission_location", plan.option))
+        query = query.where(eq("admissions.admission_location", plan.option), copy=False)
     condition = time_conditions(ctx, calendar, col("admissions.admittime"))
     if condition is not None:
-        query = query.where(condition)
+        query = query.where(condition, copy=False)
     if visit is not None and visit.which == "current":
         if plan.ordinals:
             raise CompileError("an ordinal within the current visit")
-        return query.where(_is_null("admissions.dischtime"))
+        return query.where(_is_null("admissions.dischtime"), copy=False)
     which = _which(plan, visit)
     if not which:
         return query
-    return ordered_one(query.where(_not_null("admissions.dischtime")), _ordinal(which), col(order))
+    return ordered_one(
+        query.where(_not_null("admissions.dischtime"), copy=False), _ordinal(which), col(order)
+    )
 
 
 def _icu_stays(plan: QueryPlan, ctx: Ctx, *columns: exp.Expr) -> exp.Select:
@@ -189,11 +195,11 @@ def _icu_stays(plan: QueryPlan, ctx: Ctx, *columns: exp.Expr) -> exp.Select:
     hospital = visit if visit is not None and visit.visit == "hospital" else None
     query = (
         select(*columns)
-        .from_("icustays")
-        .where(col("icustays.hadm_id").isin(query=visits_of(plan.subject_id, hospital)))
+        .from_("icustays", copy=False)
+        .where(col("icustays.hadm_id").isin(query=visits_of(plan.subject_id, hospital)), copy=False)
     )
     condition = time_conditions(ctx, calendar, col("icustays.intime"))
-    return query if condition is None else query.where(condition)
+    return query if condition is None else query.where(condition, copy=False)
 
 
 def _unit(plan: QueryPlan, default: str = "day") -> str:
@@ -214,9 +220,9 @@ def _rows(plan: QueryPlan, ctx: Ctx, event: Event) -> exp.Expr | None:
 
 
 def _from(event: Event, plan: QueryPlan, ctx: Ctx, *columns: exp.Expr) -> exp.Select:
-    query = select(*columns).from_(event.table)
+    query = select(*columns).from_(event.table, copy=False)
     condition = _rows(plan, ctx, event)
-    return query if condition is None else query.where(condition)
+    return query if condition is None else query.where(condition, copy=False)
 
 
 def _value_column(event: Event) -> exp.Column:
@@ -234,8 +240,8 @@ def _patient_column(column: str) -> Build:
             raise CompileError("no patient")
         return (
             select(col(f"patients.{column}"))
-            .from_("patients")
-            .where(eq("patients.subject_id", plan.subject_id))
+            .from_("patients", copy=False)
+            .where(eq("patients.subject_id", plan.subject_id), copy=False)
         )
 
     return build
@@ -270,15 +276,17 @@ def _admitted(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     if visit is not None and visit.visit != "hospital":
         raise CompileError("an ICU visit does not narrow hospital admissions")
     count = exp.GT(this=exp.Count(this=exp.Star()), expression=lit(0))
-    query = select(count).from_("admissions")
+    query = select(count).from_("admissions", copy=False)
     if visit is None:
-        query = query.where(eq("admissions.subject_id", plan.subject_id))
+        query = query.where(eq("admissions.subject_id", plan.subject_id), copy=False)
     else:
-        query = query.where(col("admissions.hadm_id").isin(query=visits_of(plan.subject_id, visit)))
+        query = query.where(
+            col("admissions.hadm_id").isin(query=visits_of(plan.subject_id, visit)), copy=False
+        )
     if plan.option:
-        query = query.where(eq("admissions.admission_location", plan.option))
+        query = query.where(eq("admissions.admission_location", plan.option), copy=False)
     condition = time_conditions(ctx, calendar, col("admissions.admittime"))
-    return query if condition is None else query.where(condition)
+    return query if condition is None else query.where(condition, copy=False)
 
 
 def _icu_length(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -294,7 +302,7 @@ def _icu_length(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         length = exp.Mul(this=lit(24), expression=exp.Paren(this=length))
     elif _unit(plan) != "day":
         raise CompileError(f"no length in {plan.unit}")
-    query = _icu_stays(plan, ctx, length).where(_not_null("icustays.outtime"))
+    query = _icu_stays(plan, ctx, length).where(_not_null("icustays.outtime"), copy=False)
     return ordered_one(query, _ordinal(which), col("icustays.intime"))
 
 
@@ -310,17 +318,17 @@ def _since_admission(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Que
         hospital = visit if visit is not None and visit.visit == "hospital" else None
         return (
             select(_elapsed(ctx, now_value(ctx), col("icustays.intime"), unit))
-            .from_("icustays")
-            .where(col("icustays.hadm_id").isin(query=visits_of(plan.subject_id, hospital)))
-            .where(_is_null("icustays.outtime"))
+            .from_("icustays", copy=False)
+            .where(col("icustays.hadm_id").isin(query=visits_of(plan.subject_id, hospital)), copy=False)
+            .where(_is_null("icustays.outtime"), copy=False)
         )
     if visit is not None and visit.visit != "hospital":
         raise CompileError("an ICU visit for a hospital admission")
     return (
         select(_elapsed(ctx, now_value(ctx), col("admissions.admittime"), unit))
-        .from_("admissions")
-        .where(eq("admissions.subject_id", plan.subject_id))
-        .where(_is_null("admissions.dischtime"))
+        .from_("admissions", copy=False)
+        .where(eq("admissions.subject_id", plan.subject_id), copy=False)
+        .where(_is_null("admissions.dischtime"), copy=False)
     )
 
 
@@ -344,8 +352,8 @@ def _when_extreme(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     value = _value_column(event)
     query = (
         _from(event, plan, ctx, time)
-        .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())))
-        .order_by(exp.Ordered(this=value, desc=plan.aggregate == "MAX"))
+        .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())), copy=False)
+        .order_by(exp.Ordered(this=value, desc=plan.aggregate == "MAX"), copy=False)
     )
     return ordered_one(query, plan.ordinals[0] if plan.ordinals else None, time)
 
@@ -362,7 +370,7 @@ def _when_compared(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query
     op, number = plan.comparison
     time = col(event.column(event.time))
     compared = _COMPARE[op](this=_value_column(event), expression=lit(number))
-    query = _from(event, plan, ctx, time).where(compared)
+    query = _from(event, plan, ctx, time).where(compared, copy=False)
     return ordered_one(query, plan.ordinals[0] if plan.ordinals else None, time)
 
 
@@ -375,7 +383,7 @@ def _vital_normal(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     low, high = bounds
     outside = exp.Not(this=exp.Between(this=_value_column(event), low=lit(low), high=lit(high)))
     none_outside = exp.EQ(this=exp.Count(this=exp.Star()), expression=lit(0))
-    return _from(event, plan, ctx, none_outside).where(outside)
+    return _from(event, plan, ctx, none_outside).where(outside, copy=False)
 
 
 def _percentile(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -388,32 +396,38 @@ def _percentile(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         raise CompileError("the patient's age needs one hospital visit")
     value = _value_column(event)
     age = (
-        select(col("admissions.age")).from_("admissions").where(eq("admissions.subject_id", plan.subject_id))
+        select(col("admissions.age"))
+        .from_("admissions", copy=False)
+        .where(eq("admissions.subject_id", plan.subject_id), copy=False)
     )
     if visit.which == "current":
-        age = age.where(_is_null("admissions.dischtime"))
+        age = age.where(_is_null("admissions.dischtime"), copy=False)
     else:
         age = ordered_one(
-            age.where(_not_null("admissions.dischtime")), _ordinal(visit.which), col("admissions.admittime")
+            age.where(_not_null("admissions.dischtime"), copy=False),
+            _ordinal(visit.which),
+            col("admissions.admittime"),
         )
     same_age = (
-        select(col("admissions.hadm_id")).from_("admissions").where(col("admissions.age").isin(query=age))
+        select(col("admissions.hadm_id"))
+        .from_("admissions", copy=False)
+        .where(col("admissions.age").isin(query=age), copy=False)
     )
     rank = exp.Window(
         this=exp.func("PERCENT_RANK"), order=exp.Order(expressions=[exp.Ordered(this=value.copy())])
     )
     conditions = and_(
         *(value_condition(event, f.value) for f in plan.filters),
-        col(event.column("hadm_id")).isin(query=same_age),
+        col(event.column("hadm_id")).isin(query=same_age, copy=False),
     )
-    ranked = select(value.copy(), exp.alias_(rank, "c1")).from_(event.table)
+    ranked = select(value.copy(), exp.alias_(rank, "c1")).from_(event.table, copy=False)
     if conditions is not None:
-        ranked = ranked.where(conditions)
+        ranked = ranked.where(conditions, copy=False)
     return (
         select(exp.column("c1", table="t1"))
-        .distinct()
-        .from_(ranked.subquery("t1"))
-        .where(eq(exp.column(value.name, table="t1"), plan.number))
+        .distinct(copy=False)
+        .from_(ranked.subquery("t1"), copy=False)
+        .where(eq(exp.column(value.name, table="t1"), plan.number), copy=False)
     )
 
 
@@ -425,12 +439,14 @@ def _named_times(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     op, n = plan.times
     code = col(event.column(event.code))
     counted = exp.Count(this=col(event.column(event.time)))
-    grouped = _from(event, plan, ctx, code.copy(), exp.alias_(counted, "c1")).group_by(code.copy())
+    grouped = _from(event, plan, ctx, code.copy(), exp.alias_(counted, "c1")).group_by(
+        code.copy(), copy=False
+    )
     compare = exp.GTE if op == ">=" else exp.EQ
     codes = (
         select(exp.column(code.name, table="t1"))
-        .from_(grouped.subquery("t1"))
-        .where(compare(this=exp.column("c1", table="t1"), expression=lit(n)))
+        .from_(grouped.subquery("t1"), copy=False)
+        .where(compare(this=exp.column("c1", table="t1"), expression=lit(n)), copy=False)
     )
     return name_of(event, codes)
 

@@ -142,7 +142,7 @@ def _values(plan: QueryPlan) -> tuple[str, ...]:
 
 
 def _where(query: exp.Select, condition: exp.Expr | None) -> exp.Select:
-    return query if condition is None else query.where(condition)
+    return query if condition is None else query.where(condition, copy=False)
 
 
 def _at_ordinal(
@@ -150,11 +150,11 @@ def _at_ordinal(
 ) -> exp.Expr:
     """time = the first, last, second... distinct time among the rows (every row at that time kept)."""
     time = col(event.column(event.time))
-    inner = _where(select(time.copy()).distinct().from_(event.table), rows())
+    inner = _where(select(time.copy()).distinct(copy=False).from_(event.table, copy=False), rows())
     order, offset = ordinal_order(ordinal, time.copy())
-    inner = inner.order_by(order).limit(1)
+    inner = inner.order_by(order, copy=False).limit(1, copy=False)
     if offset:
-        inner = inner.offset(offset)
+        inner = inner.offset(offset, copy=False)
     return exp.EQ(this=time, expression=inner.subquery())
 
 
@@ -165,7 +165,7 @@ def _timestamp_literal(ctx: Ctx, text: str) -> exp.Expr:
 
 def _scalar(query: exp.Select) -> exp.Expr:
     # SQLite reads the first row of a scalar subquery; PostgreSQL needs it to return one row at most.
-    return query.limit(1).subquery()
+    return query.limit(1, copy=False).subquery()
 
 
 def _sides(plan: QueryPlan) -> tuple[tuple[TimeConstraint, ...], tuple[TimeConstraint, ...]]:
@@ -197,7 +197,7 @@ def _measured(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer, side: int) -> exp
         if len(plan.ordinals) != 2:
             raise CompileError("a pair of measurements needs two ordinals")
         when = _at_ordinal(event, rows, plan.ordinals[side])
-    return _where(select(col(event.column(event.value))).from_(event.table), and_(rows(), when))
+    return _where(select(col(event.column(event.value))).from_(event.table, copy=False), and_(rows(), when))
 
 
 def _change(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -338,7 +338,7 @@ def _dose(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         return _drug_rows(plan, ctx, event)
 
     at = _at_ordinal(event, rows, plan.ordinals[0] if plan.ordinals else None)
-    return _where(select(col(event.column(event.value))).from_(event.table), and_(rows(), at))
+    return _where(select(col(event.column(event.value))).from_(event.table, copy=False), and_(rows(), at))
 
 
 def _total_dose(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -346,7 +346,7 @@ def _total_dose(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     if event.value is None:
         raise CompileError("prescriptions carry no dose")
     total = exp.Sum(this=col(event.column(event.value)))
-    return _where(select(total).from_(event.table), _drug_rows(plan, ctx, event))
+    return _where(select(total).from_(event.table, copy=False), _drug_rows(plan, ctx, event))
 
 
 def _route_name(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -360,13 +360,13 @@ def _route_name(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
 
     at = _at_ordinal(event, rows, plan.ordinals[0] if plan.ordinals else None)
     name = col(event.column(event.name_column))
-    return _where(select(name).distinct().from_(event.table), and_(rows(), at))
+    return _where(select(name).distinct(copy=False).from_(event.table, copy=False), and_(rows(), at))
 
 
 def _route_time(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = _drug(layer)
     time = col(event.column(event.time))
-    query = _where(select(time).from_(event.table), _drug_rows(plan, ctx, event))
+    query = _where(select(time).from_(event.table, copy=False), _drug_rows(plan, ctx, event))
     return ordered_one(query, plan.ordinals[0] if plan.ordinals else None, time.copy())
 
 
@@ -375,9 +375,9 @@ def _any_of(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     if event.name_column is None:
         raise CompileError("prescriptions are not named")
     rows = event_rows(ctx, event, subject=plan.subject_id, time=plan.time)
-    named = col(event.column(event.name_column)).isin(*(lit(v) for v in _values(plan)))
+    named = col(event.column(event.name_column)).isin(*(lit(v) for v in _values(plan)), copy=False)
     count = exp.GT(this=exp.Count(this=exp.Star()), expression=lit(0))
-    return select(count).from_(event.table).where(and_(rows, named))
+    return select(count).from_(event.table, copy=False).where(and_(rows, named), copy=False)
 
 
 def _new_drugs(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -389,7 +389,7 @@ def _new_drugs(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
 
     def period(when: TimeConstraint) -> exp.Select:
         rows = event_rows(ctx, event, subject=plan.subject_id, time=(when,))
-        return _where(select(name.copy()).from_(event.table), rows)
+        return _where(select(name.copy()).from_(event.table, copy=False), rows)
 
     return exp.except_(period(plan.time[0]), period(plan.time[1]), distinct=True)
 
@@ -403,19 +403,22 @@ def _same_time(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
 
     def side(value: str) -> exp.Select:
         rows = event_rows(ctx, event, subject=plan.subject_id, values=(value,), time=plan.time)
-        return _where(select(subject.copy(), time.copy()).from_(event.table), rows)
+        return _where(select(subject.copy(), time.copy()).from_(event.table, copy=False), rows)
 
     t1_time = exp.column(event.time, table="t1")
     query = (
         select(t1_time)
-        .from_(side(plan.filters[0].value).subquery("t1"))
+        .from_(side(plan.filters[0].value).subquery("t1"), copy=False)
         .join(
             side(plan.filters[1].value).subquery("t2"),
             on=exp.EQ(
                 this=exp.column("subject_id", table="t1"), expression=exp.column("subject_id", table="t2")
             ),
+            copy=False,
         )
-        .where(window_condition(ctx, plan.window, t1_time.copy(), exp.column(event.time, table="t2")))
+        .where(
+            window_condition(ctx, plan.window, t1_time.copy(), exp.column(event.time, table="t2")), copy=False
+        )
     )
     return ordered_one(query, plan.ordinals[0] if plan.ordinals else None, t1_time.copy())
 
@@ -427,7 +430,7 @@ def _after(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         raise CompileError("a drug after an event needs the event and a window")
     earlier = select(
         col(before.column("subject_id")), col(before.column(before.time)), col(before.column("hadm_id"))
-    ).from_(before.table)
+    ).from_(before.table, copy=False)
     earlier = _where(
         earlier,
         event_rows(
@@ -439,7 +442,7 @@ def _after(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         col(drug.column(drug.name_column)),
         col(drug.column(drug.time)),
         col(drug.column("hadm_id")),
-    ).from_(drug.table)
+    ).from_(drug.table, copy=False)
     later = _where(later, event_rows(ctx, drug, subject=plan.subject_id, time=plan.time))
     t1, t2 = exp.column(before.time, table="t1"), exp.column(drug.time, table="t2")
     condition = window_condition(ctx, plan.window, t1, t2)
@@ -447,17 +450,19 @@ def _after(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         condition = exp.and_(
             condition,
             exp.EQ(this=exp.column("hadm_id", table="t1"), expression=exp.column("hadm_id", table="t2")),
+            copy=False,
         )
     return (
         select(exp.column(drug.name_column, table="t2"))
-        .from_(earlier.subquery("t1"))
+        .from_(earlier.subquery("t1"), copy=False)
         .join(
             later.subquery("t2"),
             on=exp.EQ(
                 this=exp.column("subject_id", table="t1"), expression=exp.column("subject_id", table="t2")
             ),
+            copy=False,
         )
-        .where(condition)
+        .where(condition, copy=False)
     )
 
 
@@ -566,13 +571,18 @@ def _organism_rows(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> tuple[Eve
 def _organism(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     """The distinct organisms found in the first, last... test of the specimen that grew one."""
     event, condition = _organism_rows(plan, ctx, layer)
-    return select(col(event.column("org_name"))).distinct().from_(event.table).where(condition)
+    return (
+        select(col(event.column("org_name")))
+        .distinct(copy=False)
+        .from_(event.table, copy=False)
+        .where(condition, copy=False)
+    )
 
 
 def _organism_found(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event, condition = _organism_rows(plan, ctx, layer)
     count = exp.GT(this=exp.Count(this=exp.Star()), expression=lit(0))
-    return select(count).from_(event.table).where(condition)
+    return select(count).from_(event.table, copy=False).where(condition, copy=False)
 
 
 _ORGANISM: Final = re.compile(
@@ -600,7 +610,7 @@ def _total(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Select:
     if event.value is None:
         raise CompileError(f"{event.name} events carry no value")
     rows = event_rows(ctx, event, subject=plan.subject_id, values=_values(plan), time=plan.time)
-    return _where(select(exp.Sum(this=col(event.column(event.value)))).from_(event.table), rows)
+    return _where(select(exp.Sum(this=col(event.column(event.value)))).from_(event.table, copy=False), rows)
 
 
 def _balance(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:

@@ -228,14 +228,14 @@ def _joined(event: Event, *columns: exp.Expr) -> exp.Select:
     hadm = col(event.column("hadm_id"))
     return (
         select(*columns)
-        .from_(event.table)
-        .join("admissions", on=exp.EQ(this=hadm, expression=col("admissions.hadm_id")))
+        .from_(event.table, copy=False)
+        .join("admissions", on=exp.EQ(this=hadm, expression=col("admissions.hadm_id")), copy=False)
     )
 
 
 def _where(query: exp.Select, *conditions: exp.Expr | None) -> exp.Select:
     condition = and_(*conditions)
-    return query if condition is None else query.where(condition)
+    return query if condition is None else query.where(condition, copy=False)
 
 
 def _values(event: Event, filters: tuple[Filter, ...]) -> exp.Expr | None:
@@ -299,7 +299,7 @@ def _between(ctx: Ctx, window: TimeConstraint | None) -> exp.Expr:
     condition = window_condition(ctx, window, earlier, later)
     if window.unit == "hospital":
         same_visit = exp.EQ(this=_ref("t1", "hadm_id"), expression=_ref("t2", "hadm_id"))
-        condition = exp.and_(condition, same_visit)
+        condition = exp.and_(condition, same_visit, copy=False)
     return condition
 
 
@@ -311,7 +311,12 @@ def _pair(ctx: Ctx, plan: QueryPlan, layer: SemanticLayer, *, key: bool) -> exp.
     # The age group, like the gold SQL, is that of the later event's admission.
     t2 = _side(ctx, plan, later, plan.filters, key=key, age=True)
     on = exp.EQ(this=_ref("t1", "subject_id"), expression=_ref("t2", "subject_id"))
-    return select().from_(t1.subquery("t1")).join(t2.subquery("t2"), on=on).where(_between(ctx, plan.window))
+    return (
+        select()
+        .from_(t1.subquery("t1"), copy=False)
+        .join(t2.subquery("t2"), on=on, copy=False)
+        .where(_between(ctx, plan.window), copy=False)
+    )
 
 
 def _survival_days(plan: QueryPlan) -> int:
@@ -343,33 +348,41 @@ def _count_distinct(column: exp.Expr) -> exp.Expr:
 
 def _route(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     drug = event_of(layer, "drug")
-    query = select(col("prescriptions.route")).distinct().from_(drug.table)
+    query = select(col("prescriptions.route")).distinct(copy=False).from_(drug.table, copy=False)
     return _where(query, _values(drug, plan.filters))
 
 
 def _cost(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = event_of(layer, plan.event)
-    rows = _where(select(col(event.column("row_id"))).from_(event.table), _values(event, plan.filters))
-    charged = exp.and_(eq("cost.event_type", event.table), col("cost.event_id").isin(query=rows))
+    rows = _where(
+        select(col(event.column("row_id"))).from_(event.table, copy=False), _values(event, plan.filters)
+    )
+    charged = exp.and_(eq("cost.event_type", event.table), col("cost.event_id").isin(query=rows), copy=False)
     if plan.aggregate:
         # "the average expense for X": the aggregate over its charges.
         if plan.aggregate not in _AGGREGATE_WORDS:
             raise CompileError("the cost of an event is summarised by a minimum, maximum or average")
-        return select(exp.func(plan.aggregate, col("cost.cost"))).from_("cost").where(charged)
-    return select(col("cost.cost")).distinct().from_("cost").where(charged)
+        return (
+            select(exp.func(plan.aggregate, col("cost.cost")))
+            .from_("cost", copy=False)
+            .where(charged, copy=False)
+        )
+    return select(col("cost.cost")).distinct(copy=False).from_("cost", copy=False).where(charged, copy=False)
 
 
 def _total_cost(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     event = event_of(layer, plan.event)
     if plan.aggregate not in _AGGREGATE_WORDS:
         raise CompileError("the total cost is summarised by a minimum, maximum or average")
-    visits = _where(select(col(event.column("hadm_id"))).from_(event.table), _values(event, plan.filters))
+    visits = _where(
+        select(col(event.column("hadm_id"))).from_(event.table, copy=False), _values(event, plan.filters)
+    )
     per_visit = _where(
-        select(_as(exp.Sum(this=col("cost.cost")), "c1")).from_("cost"),
-        col("cost.hadm_id").isin(query=visits),
+        select(_as(exp.Sum(this=col("cost.cost")), "c1")).from_("cost", copy=False),
+        col("cost.hadm_id").isin(query=visits, copy=False),
         _period(ctx, plan, event, "cost.chargetime"),
-    ).group_by(col("cost.hadm_id"))
-    return select(exp.func(plan.aggregate, _ref("t1", "c1"))).from_(per_visit.subquery("t1"))
+    ).group_by(col("cost.hadm_id"), copy=False)
+    return select(exp.func(plan.aggregate, _ref("t1", "c1"))).from_(per_visit.subquery("t1"), copy=False)
 
 
 def _records(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -378,22 +391,22 @@ def _records(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     if pattern is None or plan.aggregate not in _AGGREGATE_WORDS:
         raise CompileError("records per period need a day, month or year and an aggregate")
     per_period = _where(
-        select(_as(_count_distinct(col(event.column("hadm_id"))), "c1")).from_(event.table),
+        select(_as(_count_distinct(col(event.column("hadm_id"))), "c1")).from_(event.table, copy=False),
         _values(event, plan.filters),
         _period(ctx, plan, event),
-    ).group_by(fmt(ctx, col(event.column(event.time)), pattern))
-    return select(exp.func(plan.aggregate, _ref("t1", "c1"))).from_(per_period.subquery("t1"))
+    ).group_by(fmt(ctx, col(event.column(event.time)), pattern), copy=False)
+    return select(exp.func(plan.aggregate, _ref("t1", "c1"))).from_(per_period.subquery("t1"), copy=False)
 
 
 def _current(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     in_hospital = exp.Is(this=col("admissions.dischtime"), expression=exp.Null())
-    query = select(_count_distinct(col("admissions.subject_id"))).from_("admissions")
+    query = select(_count_distinct(col("admissions.subject_id"))).from_("admissions", copy=False)
     return _where(query, in_hospital, _age(plan))
 
 
 def _discharged(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     left = exp.Not(this=exp.Is(this=col("admissions.dischtime"), expression=exp.Null()))
-    query = select(_count_distinct(col("admissions.subject_id"))).from_("admissions")
+    query = select(_count_distinct(col("admissions.subject_id"))).from_("admissions", copy=False)
     return _where(query, left, time_conditions(ctx, plan.time, col("admissions.dischtime")))
 
 
@@ -408,12 +421,12 @@ def _times(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         ),
         _values(event, plan.filters),
         _period(ctx, plan, event),
-    ).group_by(col("admissions.subject_id"))
+    ).group_by(col("admissions.subject_id"), copy=False)
     compare = exp.GTE if op == ">=" else exp.EQ
     return (
         select(exp.Count(this=_ref("t1", "subject_id")))
-        .from_(per_patient.subquery("t1"))
-        .where(compare(this=_ref("t1", "c1"), expression=lit(n)))
+        .from_(per_patient.subquery("t1"), copy=False)
+        .where(compare(this=_ref("t1", "c1"), expression=lit(n)), copy=False)
     )
 
 
@@ -432,12 +445,12 @@ def _topk_after(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     ranked = (
         _pair(ctx, plan, layer, key=True)
         .select(_as(_ref("t2", "event_key"), "event_key"), _as(rank, "c1"))
-        .group_by(_ref("t2", "event_key"))
+        .group_by(_ref("t2", "event_key"), copy=False)
     )
     top = (
         select(_ref("t3", "event_key"))
-        .from_(ranked.subquery("t3"))
-        .where(exp.LTE(this=_ref("t3", "c1"), expression=lit(plan.k)))
+        .from_(ranked.subquery("t3"), copy=False)
+        .where(exp.LTE(this=_ref("t3", "c1"), expression=lit(plan.k)), copy=False)
     )
     return top if later.name_column is not None else name_of(later, top)
 
@@ -453,27 +466,28 @@ def _survival(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         _joined(earlier, subject, _as(exp.Min(this=first_time), "event_time")),
         _values(earlier, plan.after),
         _old_enough(ctx, first_time.copy(), days),
-    ).group_by(col("admissions.subject_id"))
+    ).group_by(col("admissions.subject_id"), copy=False)
     t2 = _where(
         _joined(later, subject.copy(), _as(exp.Max(this=col(later.column(later.time))), "event_time")),
         _values(later, plan.filters),
-    ).group_by(col("admissions.subject_id"))
+    ).group_by(col("admissions.subject_id"), copy=False)
     on = exp.EQ(this=_ref("t1", "subject_id"), expression=_ref("t2", "subject_id"))
     t3 = (
         select(_ref("t1", "subject_id"), _ref("t1", "event_time"))
-        .from_(t1.subquery("t1"))
-        .join(t2.subquery("t2"), on=on)
-        .where(exp.LT(this=_ref("t1", "event_time"), expression=_ref("t2", "event_time")))
+        .from_(t1.subquery("t1"), copy=False)
+        .join(t2.subquery("t2"), on=on, copy=False)
+        .where(exp.LT(this=_ref("t1", "event_time"), expression=_ref("t2", "event_time")), copy=False)
     )
     survived = (
         select(_as(_survived(ctx, _ref("t3", "event_time"), days), "c1"))
-        .from_(t3.subquery("t3"))
+        .from_(t3.subquery("t3"), copy=False)
         .join(
             "patients",
             on=exp.EQ(this=_ref("t3", "subject_id"), expression=col("patients.subject_id")),
+            copy=False,
         )
     )
-    return select(exp.Avg(this=_ref("t4", "c1"))).from_(survived.subquery("t4"))
+    return select(exp.Avg(this=_ref("t4", "c1"))).from_(survived.subquery("t4"), copy=False)
 
 
 def _mortality(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
@@ -492,11 +506,15 @@ def _mortality(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
             _as(exp.Min(this=first_time), "event_time"),
         ),
         _old_enough(ctx, first_time.copy(), days),
-    ).group_by(col("admissions.subject_id"), col(event.column(code)))
+    ).group_by(col("admissions.subject_id"), col(event.column(code)), copy=False)
     t2 = (
         select(_ref("t1", "event_key"), _as(_survived(ctx, _ref("t1", "event_time"), days), "c1"))
-        .from_(t1.subquery("t1"))
-        .join("patients", on=exp.EQ(this=_ref("t1", "subject_id"), expression=col("patients.subject_id")))
+        .from_(t1.subquery("t1"), copy=False)
+        .join(
+            "patients",
+            on=exp.EQ(this=_ref("t1", "subject_id"), expression=col("patients.subject_id")),
+            copy=False,
+        )
     )
     # Highest mortality = lowest survival first; the option says which end the question asks for.
     rank = exp.Window(
@@ -507,13 +525,13 @@ def _mortality(plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
     )
     ranked = (
         select(_ref("t2", "event_key"), _as(rank, "c3"))
-        .from_(t2.subquery("t2"))
-        .group_by(_ref("t2", "event_key"))
+        .from_(t2.subquery("t2"), copy=False)
+        .group_by(_ref("t2", "event_key"), copy=False)
     )
     top = (
         select(_ref("t3", "event_key"))
-        .from_(ranked.subquery("t3"))
-        .where(exp.LTE(this=_ref("t3", "c3"), expression=lit(plan.k)))
+        .from_(ranked.subquery("t3"), copy=False)
+        .where(exp.LTE(this=_ref("t3", "c3"), expression=lit(plan.k)), copy=False)
     )
     return top if event.name_column is not None else name_of(event, top)
 
