@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Final, Literal
 
 import sqlglot
@@ -116,9 +117,8 @@ class Family:
         spec = self.spec
         if spec.patient != (len(found.patients) == 1) or len(found.patients) > 1:
             return
-        ordinals = tuple(t for t in found.time if t.kind == "ordinal")
-        windows = tuple(t for t in found.time if t.kind == "within")
-        times = tuple(t for t in found.time if t.kind in ("abs", "rel", "visit"))
+        read = _sorted_out(found)
+        ordinals, windows, times = read.ordinals, read.windows, read.times
         if not _fits(spec.ordinal, len(ordinals), spec.max_ordinals):
             return
         if not _fits(spec.window, len(windows), 1) or not _fits(spec.time, len(times), spec.max_time):
@@ -126,12 +126,8 @@ class Family:
         if spec.visit_only and any(t.kind != "visit" for t in times):
             return
         picked: dict[str, Finding] = {}
-        for kind in PATTERN_KINDS:
-            need = spec.patterns.get(kind, "no")
-            hits = found.of(kind)
-            if len({h.value for h in hits}) == 1:
-                hits = hits[:1]  # "the total intake minus the total output": one aggregate, said twice
-            if not _fits(need, len(hits), 1):
+        for kind, hits in read.findings:
+            if not _fits(spec.patterns.get(kind, "no"), len(hits), 1):
                 return
             if hits:
                 picked[kind] = hits[0]
@@ -152,6 +148,31 @@ class Family:
 
     def compile(self, plan: QueryPlan, ctx: Ctx, layer: SemanticLayer) -> exp.Query:
         return self.build(plan, ctx, layer)
+
+
+@dataclass(frozen=True)
+class _SortedOut:
+    ordinals: tuple[TimeConstraint, ...]
+    windows: tuple[TimeConstraint, ...]
+    times: tuple[TimeConstraint, ...]
+    findings: tuple[tuple[str, tuple[Finding, ...]], ...]  # per PATTERN_KINDS
+
+
+@lru_cache(maxsize=16)
+def _sorted_out(found: Found) -> _SortedOut:
+    """What every family's bind reads from a question, sorted once per question, not once per family."""
+    findings = []
+    for kind in PATTERN_KINDS:
+        hits = found.of(kind)
+        if len({h.value for h in hits}) == 1:
+            hits = hits[:1]  # "the total intake minus the total output": one aggregate, said twice
+        findings.append((kind, hits))
+    return _SortedOut(
+        tuple(t for t in found.time if t.kind == "ordinal"),
+        tuple(t for t in found.time if t.kind == "within"),
+        tuple(t for t in found.time if t.kind in ("abs", "rel", "visit")),
+        tuple(findings),
+    )
 
 
 def _fits(need: Need, count: int, most: int) -> bool:
