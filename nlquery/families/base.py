@@ -21,7 +21,7 @@ from sqlglot import exp
 from nlquery.matcher import ValueMatch
 from nlquery.patterns import Finding
 from nlquery.semantic.loader import Event, SemanticLayer
-from nlquery.sqlparts import Ctx, and_, col, eq, lit, time_condition
+from nlquery.sqlparts import Ctx, and_, col, eq, time_condition
 from nlquery.timeexpr import TimeConstraint
 
 Need = Literal["no", "optional", "required"]
@@ -101,16 +101,20 @@ class Spec:
     visit_only: bool = False  # the time constraint, if any, must be a hospital or ICU visit
 
 
+Build = Callable[[QueryPlan, Ctx, SemanticLayer], exp.Query]
+Refine = Callable[[QueryPlan, Found], QueryPlan | None]
+
+
 @dataclass(frozen=True)
 class Family:
     name: str  # e.g. "value.lab": the classifier's label
     kind: str
     spec: Spec
-    build: Callable[[QueryPlan, Ctx, SemanticLayer], exp.Query]
+    build: Build
     describe: Callable[[QueryPlan], str]
     event: str = ""
     # A last check on the bound plan (e.g. an option read from words); None means it does not apply.
-    refine: Callable[[QueryPlan, Found], QueryPlan | None] | None = None
+    refine: Refine | None = None
 
     def bind(self, found: Found) -> Iterator[QueryPlan]:
         """Every plan of this family that uses exactly what was found (several if values are ambiguous)."""
@@ -401,14 +405,6 @@ def ordered_one(query: exp.Select, ordinal: TimeConstraint | None, column: exp.E
     return query.offset(offset, copy=False) if offset else query
 
 
-def with_ordinals(plan: QueryPlan, *ordinals: TimeConstraint) -> QueryPlan:
-    return replace(plan, ordinals=ordinals)
-
-
-def literal(value: str | int | float) -> exp.Expr:
-    return lit(value)
-
-
 # --- Registry -----------------------------------------------------------------------------------
 
 FAMILIES: dict[str, Family] = {}
@@ -437,6 +433,7 @@ def families_for(found: Found) -> list[Family]:
     ]
 
 
-def when_words(text: str, *words: str) -> bool:
-    lowered = text.lower()
-    return any(word in lowered for word in words)
+def spoken_time(times: tuple[TimeConstraint, ...]) -> str:
+    """The time phrases as the question said them, for an interpretation (" since 2100", or "")."""
+    parts = [t.text.strip() for t in times if t.text]
+    return (" " + " ".join(parts)) if parts else ""

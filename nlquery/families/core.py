@@ -19,6 +19,7 @@ from nlquery.families.base import (
     ordered_one,
     register,
     select,
+    spoken_time,
 )
 from nlquery.semantic.loader import Event, SemanticLayer
 from nlquery.sqlparts import Ctx, col, fmt, lit
@@ -64,8 +65,7 @@ def _code(event: Event) -> exp.Column:
 
 
 def _when(plan: QueryPlan) -> str:
-    parts = [t.text.strip() for t in plan.time if t.text]
-    return (" " + " ".join(parts)) if parts else ""
+    return spoken_time(plan.time)
 
 
 def _what(plan: QueryPlan, event: Event) -> str:

@@ -17,10 +17,12 @@ from typing import Final
 from sqlglot import exp
 
 from nlquery.families.base import (
+    Build,
     CompileError,
     Family,
     Found,
     QueryPlan,
+    Refine,
     Spec,
     event_of,
     event_rows,
@@ -29,6 +31,7 @@ from nlquery.families.base import (
     register,
     select,
     split_time,
+    spoken_time,
     time_conditions,
     value_condition,
     visits_of,
@@ -38,9 +41,6 @@ from nlquery.semantic.loader import Event, SemanticLayer
 from nlquery.sqlparts import Ctx, and_, col, days_between, elapsed, eq, lit
 from nlquery.sqlparts import now as now_value
 from nlquery.timeexpr import TimeConstraint
-
-Build = Callable[[QueryPlan, Ctx, SemanticLayer], exp.Query]
-Refine = Callable[[QueryPlan, Found], QueryPlan | None]
 
 # Normal ranges of the vital signs (d_items labels) a clinician asks "was it normal" about.
 NORMAL_RANGES: Final[dict[str, tuple[float, float]]] = {
@@ -634,8 +634,7 @@ def _total_as_count(plan: QueryPlan, found: Found) -> QueryPlan | None:
 
 
 def _when(p: QueryPlan) -> str:
-    parts = [t.text.strip() for t in p.time if t.text]
-    return (" " + " ".join(parts)) if parts else ""
+    return spoken_time(p.time)
 
 
 def _nth(p: QueryPlan, default: str = "") -> str:

@@ -21,11 +21,13 @@ from typing import Final
 from sqlglot import exp
 
 from nlquery.families.base import (
+    Build,
     CompileError,
     Family,
     Found,
     Need,
     QueryPlan,
+    Refine,
     Spec,
     event_of,
     event_rows,
@@ -33,14 +35,12 @@ from nlquery.families.base import (
     ordinal_order,
     register,
     select,
+    spoken_time,
 )
 from nlquery.families.core import KIND_OF_EVENT, event_nouns
 from nlquery.semantic.loader import Event, SemanticLayer
 from nlquery.sqlparts import Ctx, and_, col, eq, lit, window_condition
 from nlquery.timeexpr import TimeConstraint
-
-Build = Callable[[QueryPlan, Ctx, SemanticLayer], exp.Query]
-Refine = Callable[[QueryPlan, Found], QueryPlan | None]
 
 _TIMESTAMP: Final = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ t](\d{2}:\d{2}(?::\d{2})?)\b")
 _GREATER: Final = re.compile(r"\b(?:greater|higher|larger|bigger|more|above|exceed(?:s|ed|ing)?)\b")
@@ -658,11 +658,6 @@ def _refine_balance(plan: QueryPlan, found: Found) -> QueryPlan | None:
 # --- Interpretation ------------------------------------------------------------------------------
 
 
-def _when(times: tuple[TimeConstraint, ...]) -> str:
-    parts = [t.text.strip() for t in times if t.text]
-    return (" " + " ".join(parts)) if parts else ""
-
-
 def _which(ordinal: TimeConstraint | None) -> str:
     return ordinal.which.replace("_", " ") if ordinal is not None else "first"
 
@@ -670,9 +665,9 @@ def _which(ordinal: TimeConstraint | None) -> str:
 def _side(plan: QueryPlan, side: int) -> str:
     at = _at_times(plan)
     if at is not None:
-        return f"the value measured at {at[side]}{_when(plan.time)}"
+        return f"the value measured at {at[side]}{spoken_time(plan.time)}"
     ordinal = plan.ordinals[side] if len(plan.ordinals) > side else None
-    return f"the {_which(ordinal)} value{_when(_sides(plan)[side])}"
+    return f"the {_which(ordinal)} value{spoken_time(_sides(plan)[side])}"
 
 
 def _describe_change(p: QueryPlan) -> str:
@@ -704,7 +699,7 @@ def _describe_after(p: QueryPlan) -> str:
     window = p.window.text.strip() if p.window is not None and p.window.text else "after"
     what = ", ".join(f.value for f in p.after)
     return (
-        f"Listing the drugs prescribed to patient {p.subject_id} {window} after {what}{_when(p.time)} "
+        f"Listing the drugs prescribed to patient {p.subject_id} {window} after {what}{spoken_time(p.time)} "
         "(once for each earlier record they follow)."
     )
 
@@ -712,7 +707,7 @@ def _describe_after(p: QueryPlan) -> str:
 def _describe_total(noun: str) -> Callable[[QueryPlan], str]:
     def describe(p: QueryPlan) -> str:
         what = ", ".join(_values(p)) or f"all {noun}"
-        return f"Showing the total volume of {what} of patient {p.subject_id}{_when(p.time)}."
+        return f"Showing the total volume of {what} of patient {p.subject_id}{spoken_time(p.time)}."
 
     return describe
 
@@ -749,13 +744,14 @@ for _event in ("lab", "vital"):
 _family(
     "pair.dose.drug", "patient", _patient(values=("drug",), ordinal="required"), _dose,
     lambda p: f"Showing the dose of {_drugs(p)} that patient {p.subject_id} was {_first_ordinal(p)} "
-    f"prescribed{_when(p.time)} (every prescription at that time).",
+    f"prescribed{spoken_time(p.time)} (every prescription at that time).",
     _refine_dose, event="drug",
 )  # fmt: skip
 _family(
     "pair.total_dose.drug", "patient", _patient(values=("drug",), patterns={"aggregate": "optional"}),
     _total_dose,
-    lambda p: f"Showing the total dose of {_drugs(p)} prescribed to patient {p.subject_id}{_when(p.time)}.",
+    lambda p: f"Showing the total dose of {_drugs(p)} prescribed to patient {p.subject_id}"
+    f"{spoken_time(p.time)}.",
     _refine_total_dose, event="drug",
 )  # fmt: skip
 _family(
@@ -767,18 +763,19 @@ _family(
 _family(
     "pair.route_name.drug", "patient", _patient(values=("route",), ordinal="required"), _route_name,
     lambda p: f"Listing the drugs patient {p.subject_id} was {_first_ordinal(p)} prescribed via the "
-    f"{_routes(p)} route{_when(p.time)}.",
+    f"{_routes(p)} route{spoken_time(p.time)}.",
     _refine_route_name, event="drug",
 )  # fmt: skip
 _family(
     "pair.route_time.drug", "patient", _patient(values=("route",), ordinal="required"), _route_time,
     lambda p: f"Showing the {_first_ordinal(p)} time patient {p.subject_id} was prescribed a drug via the "
-    f"{_routes(p)} route{_when(p.time)}.",
+    f"{_routes(p)} route{spoken_time(p.time)}.",
     _refine_route_time, event="drug",
 )  # fmt: skip
 _family(
     "pair.any_of.drug", "patient", _patient(values=("drug", "drug"), optional_values=("drug",)), _any_of,
-    lambda p: f"Checking whether patient {p.subject_id} was prescribed any of {_drugs(p)}{_when(p.time)}.",
+    lambda p: f"Checking whether patient {p.subject_id} was prescribed any of {_drugs(p)}"
+    f"{spoken_time(p.time)}.",
     _refine_any_of, event="drug",
 )  # fmt: skip
 _family(
@@ -786,7 +783,7 @@ _family(
     _patient(values=("drug", "drug"), ordinal="required", window="required"),
     _same_time,
     lambda p: f"Showing the {_first_ordinal(p)} time patient {p.subject_id} was prescribed {_drugs(p)} with "
-    f"the same start time{_when(p.time)}.",
+    f"the same start time{spoken_time(p.time)}.",
     _refine_same_time, event="drug",
 )  # fmt: skip
 for _before in ("diagnosis", "procedure"):
@@ -798,14 +795,14 @@ for _before in ("diagnosis", "procedure"):
 _family(
     "pair.organism.specimen", "patient", _patient(values=("specimen",), ordinal="required"), _organism,
     lambda p: f"Listing the organisms found in the {_first_ordinal(p)} {_values(p)[0]} test of patient "
-    f"{p.subject_id} that grew an organism{_when(p.time)}.",
+    f"{p.subject_id} that grew an organism{spoken_time(p.time)}.",
     _refine_organism, event="specimen",
 )  # fmt: skip
 _family(
     "pair.organism_found.specimen", "patient", _patient(values=("specimen",), ordinal="required"),
     _organism_found,
     lambda p: f"Checking whether an organism was found in the {_first_ordinal(p)} {_values(p)[0]} test of "
-    f"patient {p.subject_id} that grew one{_when(p.time)}.",
+    f"patient {p.subject_id} that grew one{spoken_time(p.time)}.",
     _refine_organism_found, event="specimen",
 )  # fmt: skip
 
@@ -818,6 +815,6 @@ for _event in ("input", "output"):
     )  # fmt: skip
 _family(
     "pair.balance.io", "patient", _patient(patterns={"aggregate": "optional"}), _balance,
-    lambda p: f"Showing patient {p.subject_id}'s total intake minus total output{_when(p.time)}.",
+    lambda p: f"Showing patient {p.subject_id}'s total intake minus total output{spoken_time(p.time)}.",
     _refine_balance, event="input",
 )  # fmt: skip

@@ -29,6 +29,7 @@ from nlquery.families.base import (
     name_of,
     register,
     select,
+    spoken_time,
     time_conditions,
     value_condition,
 )
@@ -583,8 +584,7 @@ def _with_event(
 
 
 def _when(p: QueryPlan) -> str:
-    parts = [t.text.strip() for t in p.time if t.text]
-    return (" " + " ".join(parts)) if parts else ""
+    return spoken_time(p.time)
 
 
 def _aged(p: QueryPlan) -> str:
