@@ -201,6 +201,34 @@ def test_nlq_predict_writes_ehrsql_predictions(
     assert predictions["a"].startswith("SELECT patients.gender FROM patients WHERE")
 
 
+def test_nlq_predict_reads_relative_times_against_now(
+    tmp_path: Path, sqlite_warehouse: WarehouseTarget, settings: SettingsWrapper
+) -> None:
+    settings.WAREHOUSE_URL = sqlite_warehouse.url
+    drug = _first(
+        sqlite_warehouse, "SELECT drug FROM prescriptions GROUP BY drug ORDER BY COUNT(*) DESC LIMIT 1"
+    )
+    questions = tmp_path / "data.json"
+    questions.write_text(
+        json.dumps(
+            {"data": [{"id": "a", "question": f"How many patients were prescribed {drug} this year?"}]}
+        )
+    )
+    out = tmp_path / "pred.json"
+    for now in ("2026-11-25 00:00:00", "2030-02-01 08:00:00"):
+        call_command(
+            "nlq_predict",
+            "--questions",
+            str(questions),
+            "--out",
+            str(out),
+            "--now",
+            now,
+            stdout=io.StringIO(),
+        )
+        assert f"'{now}'" in json.loads(out.read_text())["a"]
+
+
 def test_nlq_predict_rejects_a_file_that_is_not_ehrsql(tmp_path: Path) -> None:
     bad = tmp_path / "data.json"
     bad.write_text("[1, 2]")

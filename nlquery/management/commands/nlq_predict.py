@@ -16,11 +16,12 @@ from nlquery.ehrsql import ABSTAIN, NOW
 from nlquery.engine import predict_sql
 
 
-def _timestamp(value: str) -> dt.datetime:
+def _timestamp(value: str) -> str:
     try:
-        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+        dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
     except ValueError:
         raise ArgumentTypeError(f"expected YYYY-MM-DD HH:MM:SS, not {value!r}") from None
+    return value
 
 
 class Command(BaseCommand):
@@ -30,7 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--questions", type=Path, required=True, help="EHRSQL data.json")
         parser.add_argument("--out", type=Path, required=True, help="where to write the predictions")
         parser.add_argument(
-            "--now", type=_timestamp, default=None, help="the time relative phrases count from"
+            "--now",
+            type=_timestamp,
+            default=NOW,
+            help=f"the time relative phrases count from (default EHRSQL's {NOW})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -41,7 +45,7 @@ class Command(BaseCommand):
         target = warehouse_target()
         try:
             predictions = {
-                item["id"]: predict_sql(item["question"], target, now=NOW, labels=False) or ABSTAIN
+                item["id"]: predict_sql(item["question"], target, now=options["now"], labels=False) or ABSTAIN
                 for item in items
             }
         except WarehouseError as error:
