@@ -164,6 +164,29 @@ NLQ_MIN_CONFIDENCE_PERCENT = (
     else None
 )
 
+# Access control. A stay that ended this many days ago still counts as a care relationship.
+ACCESS_CARE_WINDOW_DAYS = env_int("ACCESS_CARE_WINDOW_DAYS", 30, minimum=0, maximum=365)
+# Other processes notice a policy change made in admin within this many seconds.
+POLICY_RELOAD_SECONDS = env_int("POLICY_RELOAD_SECONDS", 5, minimum=0, maximum=3600)
+BREAKGLASS_DEFAULT_MINUTES = env_int("BREAKGLASS_DEFAULT_MINUTES", 30, minimum=1, maximum=60)
+BREAKGLASS_MAX_MINUTES = env_int("BREAKGLASS_MAX_MINUTES", 60, minimum=1, maximum=60)
+# More uses than this by one person in 7 days escalate the review.
+BREAKGLASS_ESCALATE_AFTER = env_int("BREAKGLASS_ESCALATE_AFTER", 3, minimum=1, maximum=100)
+
+# Mail (break-glass notifications). The embedded demo prints mail on the console.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "his-platform@localhost")
+
 # Celery: eager in-process by default (make demo); a worker on Redis when CELERY_BROKER_URL is set.
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "memory://", kind="broker")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", CELERY_BROKER_URL.startswith("memory"))
@@ -180,11 +203,17 @@ CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not los
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    # Once a minute: a break-glass session's end is recorded within a minute of its expiry.
+    "expire-breakglass": {"task": "accessctl.expire_breakglass", "schedule": 60.0},
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Casbin logs the whole model at start-up and every denied request at WARNING: routine here.
+    "loggers": {"casbin": {"level": "ERROR"}},
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),

@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from hisplatform import views
+from hisplatform.api import AskApi
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,5 +12,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/ask", AskApi.as_view(), name="api-ask"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

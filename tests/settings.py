@@ -19,3 +19,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not Django's in-memory default: concurrent writers must wait on the lock as in production.
     _name = Path(DATABASES["default"]["NAME"])  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(_name.with_name(f"test_{_name.name}"))}  # noqa: F405
+
+# Every decision checks the policy version: tests change rules and expect the next question to see it.
+POLICY_RELOAD_SECONDS = 0
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -331,6 +332,7 @@ SQLITE_FUNCTIONS: Final = frozenset(
         "abs", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "ifnull", "iif",
         "instr", "length", "like", "likelihood", "likely", "lower", "ltrim", "max", "min", "nullif",
         "octet_length", "printf", "quote", "replace", "round", "rtrim", "sign", "soundex", "substr",
+        "his_sha256",
         "substring", "trim", "typeof", "unicode", "unlikely", "upper",
         # date and time
         "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
@@ -420,6 +422,14 @@ def _sqlite_identity(path: Path) -> tuple[tuple[int, ...], bool]:
     return identity, immutable
 
 
+def _sha256_hex(value: object) -> str | None:
+    """The hash mask on SQLite, which has no sha256() of its own (PostgreSQL's is used there)."""
+    if value is None:
+        return None
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
 def _sqlite_handle(path: Path) -> _SqliteHandle:
     state = _state()
     key = str(path)
@@ -440,6 +450,7 @@ def _sqlite_handle(path: Path) -> _SqliteHandle:
         raise WarehouseUnavailable(f"The warehouse file {path} cannot be opened.") from None
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _SQLITE_MAX_LENGTH)
+    conn.create_function("his_sha256", 1, _sha256_hex, deterministic=True)
     handle = _SqliteHandle(conn, identity)
     conn.set_authorizer(_sqlite_authorizer(handle.denied))
     deadline = handle.deadline

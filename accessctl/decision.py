@@ -1,0 +1,232 @@
+"""Decide: what one subject may read for one purpose, as a Decision with obligations and a trace.
+
+Casbin decides each data class the query touches (policy.decide_classes); this module combines those
+answers: any touched class denied denies the question; the allow rules' obligations give the lane,
+the row scope, the column masks, the special categories to confirm or withhold, and how protected
+patients (VIPs, staff) may be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from accessctl.masks import DESCRIPTIONS
+from accessctl.models import DataClass, Effect, Purpose
+from accessctl.policy import ClassDecision, decide_classes
+from accessctl.special import describe as describe_categories
+from accessctl.subjects import Subject
+from hisplatform.models import Role
+
+SPECIAL_CLASSES: Final = tuple(c for c in DataClass.values if c.startswith("special:"))
+PROTECTED_CLASSES: Final = (DataClass.PATIENT_VIP.value, DataClass.PATIENT_EMPLOYEE.value)
+# Stricter masks win when two rules mask the same column differently.
+_MASK_STRENGTH: Final = {
+    "null": 6,
+    "redact": 5,
+    "hash": 4,
+    "year": 3,
+    "first3last4": 2,
+    "first4": 1,
+    "last4": 1,
+}
+
+DEFAULT_PURPOSE: Final = {
+    Role.CLINICIAN: Purpose.TREAT,
+    Role.NURSE: Purpose.TREAT,
+    Role.DEPARTMENT_HEAD: Purpose.TREAT,
+    Role.RESEARCHER: Purpose.HRESCH,
+    Role.ADMINISTRATOR: Purpose.HOPERAT,
+    Role.SECURITY_OFFICER: Purpose.HOPERAT,
+}
+_LANE_CLOSED: Final = {
+    "deidentified": (
+        "Research access goes through the de-identified lane (pseudonyms, generalised dates, k-anonymous "
+        "results), which is not available yet; no identified research rows are shown in the meantime."
+    ),
+    "aggregate": (
+        "Operational access goes through the aggregate lane (counts with small cells suppressed), which is "
+        "not available yet; no rows about patients are shown in the meantime."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    data_class: str
+    effect: str  # allow | deny
+    rules: tuple[str, ...]  # every matched rule, described
+    deciding: str  # the rule Casbin names as deciding ("" when none matched: deny by default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "data_class": self.data_class,
+            "effect": self.effect,
+            "rules": list(self.rules),
+            "deciding": self.deciding,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    purpose: str
+    code: str = ""  # why it was denied, stable: policy_denied, lane_closed, no_scope, ...
+    lane: str = "identified"
+    scopes: frozenset[str] = frozenset()
+    masks: dict[str, str] = field(default_factory=dict)  # "table.column" -> kind
+    confirm: frozenset[str] = frozenset()  # special categories shown only after a confirmed purpose
+    withheld: frozenset[str] = frozenset()  # special categories never shown to this subject
+    team_only: frozenset[str] = frozenset()  # protected patients reached only via care team / break-glass
+    excluded: frozenset[str] = frozenset()  # protected patients never reached
+    min_cell: int | None = None
+    notices: tuple[str, ...] = ()
+    trace: tuple[TraceEntry, ...] = ()
+
+    def obligations(self) -> dict[str, Any]:
+        return {
+            "lane": self.lane,
+            "row_scope": sorted(self.scopes),
+            "masks": dict(sorted(self.masks.items())),
+            "confirm_special": sorted(self.confirm),
+            "withheld_special": sorted(self.withheld),
+            "protected_team_only": sorted(self.team_only),
+            "protected_excluded": sorted(self.excluded),
+            "min_cell": self.min_cell,
+            "notices": list(self.notices),
+        }
+
+    def trace_dict(self) -> dict[str, Any]:
+        return {
+            "decision": "allow" if self.allowed else "deny",
+            "purpose": self.purpose,
+            "reason": self.reason,
+            "classes": [entry.as_dict() for entry in self.trace],
+        }
+
+    def masked_description(self) -> dict[str, str]:
+        return {column.split(".", 1)[1]: DESCRIPTIONS[kind] for column, kind in sorted(self.masks.items())}
+
+
+def _entry(decision: ClassDecision) -> TraceEntry:
+    return TraceEntry(
+        decision.data_class,
+        "allow" if decision.allowed else "deny",
+        tuple(rule.describe() for rule in decision.matched),
+        decision.deciding.describe() if decision.deciding else "",
+    )
+
+
+def _class_label(name: str) -> str:
+    try:
+        return str(DataClass(name).label)
+    except ValueError:
+        return name
+
+
+def _denied(subject: Subject, purpose: str, decision: ClassDecision) -> str:
+    if decision.reason:
+        return decision.reason
+    role = Role(subject.role).label.lower() if subject.role in Role.values else "account"
+    return (
+        f"No policy lets a {role} see {_class_label(decision.data_class).lower()} for the purpose "
+        f"{Purpose(purpose).label.lower() if purpose in Purpose.values else purpose}."
+    )
+
+
+def decide(
+    *, subject: Subject, purpose: str, data_classes: Iterable[str], patient_rows: bool, coded: bool
+) -> Decision:
+    """The decision for a query touching `data_classes`; `patient_rows`: it reads tables that carry
+    patients; `coded`: it reads coded tables where special categories live."""
+    if not subject.role:
+        return Decision(
+            False,
+            "Your account has no staff profile, so it may not see any clinical data.",
+            purpose,
+            "no_profile",
+        )
+    touched = sorted(set(data_classes))
+    asked = (
+        touched + (list(PROTECTED_CLASSES) if patient_rows else []) + (list(SPECIAL_CLASSES) if coded else [])
+    )
+    decisions = decide_classes(subject.role, asked, purpose, subject.context())
+    trace = tuple(_entry(decisions[name]) for name in sorted(decisions))
+    for name in touched:
+        if not decisions[name].allowed:
+            reason = _denied(subject, purpose, decisions[name])
+            if subject.role == Role.RESEARCHER and not subject.projects and subject.lapsed_projects:
+                reason += (
+                    f" Your projects ({', '.join(subject.lapsed_projects)}) are not approved or have expired."
+                )
+            return Decision(False, reason, purpose, "policy_denied", trace=trace)
+    allowed = [ob for name in touched for ob in decisions[name].obligations]
+    lanes = {ob.lane or "identified" for ob in allowed}
+    lane = next((kind for kind in ("aggregate", "deidentified") if kind in lanes), "identified")
+    if lane != "identified":
+        return Decision(False, _LANE_CLOSED[lane], purpose, "lane_closed", lane=lane, trace=trace)
+    scopes = frozenset(kind for ob in allowed for kind in ob.scopes)
+    if subject.breakglass is None:
+        scopes -= {"breakglass"}
+    if patient_rows and not scopes:
+        return Decision(
+            False,
+            "No row scope applies to you for this purpose, so no patient's data can be shown.",
+            purpose,
+            "no_scope",
+            trace=trace,
+        )
+    masks: dict[str, str] = {}
+    for ob in allowed:
+        for column, kind in ob.masks:
+            if _MASK_STRENGTH[kind] > _MASK_STRENGTH.get(masks.get(column, ""), 0):
+                masks[column] = kind
+    confirm: set[str] = set()
+    withheld: set[str] = set()
+    for name in SPECIAL_CLASSES if coded else ():
+        category = name.split(":", 1)[1]
+        special = decisions[name]
+        if not special.allowed:
+            withheld.add(category)
+        elif any(ob.confirm for ob in special.obligations):
+            confirm.add(category)
+    team_only: set[str] = set()
+    excluded: set[str] = set()
+    for name in PROTECTED_CLASSES if patient_rows else ():
+        kind = name.split(":", 1)[1]
+        protected = decisions[name]
+        if not protected.allowed:
+            excluded.add(kind)
+        elif any(ob.reach_care_team for ob in protected.obligations):
+            team_only.add(kind)
+    notices: list[str] = []
+    if withheld:
+        notices.append(
+            f"Diagnoses and procedures in special categories ({describe_categories(withheld)}) are withheld."
+        )
+    if subject.breakglass is not None and "breakglass" in scopes:
+        notices.append(
+            f"Break-glass access is open ({subject.breakglass.scope} scope) until "
+            f"{subject.breakglass.expires_at:%H:%M}; this query is flagged for review."
+        )
+    min_cells = [ob.min_cell for ob in allowed if ob.min_cell is not None]
+    return Decision(
+        True,
+        decisions[touched[0]].reason if touched else "",
+        purpose,
+        lane=lane,
+        scopes=scopes,
+        masks=masks,
+        confirm=frozenset(confirm),
+        withheld=frozenset(withheld),
+        team_only=frozenset(team_only),
+        excluded=frozenset(excluded),
+        min_cell=max(min_cells) if min_cells else None,
+        notices=tuple(notices),
+        trace=trace,
+    )
+
+
+__all__ = ["Decision", "Effect", "TraceEntry", "decide"]

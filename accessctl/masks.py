@@ -1,0 +1,82 @@
+"""Column masks as SQL expressions (Apache Ranger's set, plus the custom ones a hospital needs).
+
+A mask is applied where the column is read, inside the table's view, so every use of the column
+(output, filter, join, sort) sees the masked value. Each kind keeps NULL as NULL.
+
+| kind        | 320073197603171832 becomes |
+| ----------- | -------------------------- |
+| redact      | xxxxxxxxxxxxxxxxxx         |
+| first4      | 3200**************         |
+| last4       | **************1832         |
+| first3last4 | 320***********1832         |
+| hash        | sha256 of the value, hex   |
+| null        | NULL                       |
+| year        | 1976-01-01 (dates only)    |
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlglot
+from sqlglot import exp
+
+# What each kind is called where users read it ("masked": {"national_id": "first 3 and last 4 shown"}).
+DESCRIPTIONS: Final = {
+    "redact": "redacted",
+    "first4": "first 4 characters shown",
+    "last4": "last 4 characters shown",
+    "first3last4": "first 3 and last 4 characters shown",
+    "hash": "replaced by a one-way hash",
+    "null": "withheld",
+    "year": "year only",
+}
+
+# Masked text is built from these pieces. SQLite has no repeat(): printf's %.*c repeats a character
+# (and gives one for a count of 0, hence the substr).
+_STARS: Final = {
+    "sqlite": "substr(printf('%.*c', {n}, '{c}'), 1, {n})",
+    "postgres": "repeat('{c}', greatest({n}, 0))",
+}
+_HASH: Final = {
+    # his_sha256 is registered on every warehouse SQLite connection (hisplatform.warehouse.executor).
+    "sqlite": "his_sha256(CAST({col} AS TEXT))",
+    "postgres": "encode(sha256(convert_to(CAST({col} AS TEXT), 'UTF8')), 'hex')",
+}
+_YEAR: Final = {
+    "sqlite": "date(strftime('%Y', {col}) || '-01-01')",
+    "postgres": "CAST(date_trunc('year', {col}) AS DATE)",
+}
+
+
+def mask_expression(kind: str, column: str, dialect: str) -> exp.Expr:
+    """The SQL that shows `column` (a plain column name) masked as `kind`; ValueError for others."""
+    col = exp.column(column).sql(dialect)
+    text = f"CAST({col} AS TEXT)"
+    length = f"length({text})"
+    stars = _STARS[dialect]
+    if kind == "redact":
+        sql = stars.format(n=length, c="x")
+    elif kind in ("first4", "last4"):
+        # A value of 4 characters or fewer would be shown whole: it is starred out instead.
+        shown = (
+            f"substr({text}, 1, 4) || " + stars.format(n=f"{length} - 4", c="*")
+            if kind == "first4"
+            else stars.format(n=f"{length} - 4", c="*") + f" || substr({text}, {length} - 3)"
+        )
+        sql = f"CASE WHEN {length} <= 4 THEN " + stars.format(n=length, c="*") + f" ELSE {shown} END"
+    elif kind == "first3last4":
+        middle = stars.format(n=f"{length} - 7", c="*")
+        sql = (
+            f"CASE WHEN {length} <= 7 THEN {stars.format(n=length, c='*')} "
+            f"ELSE substr({text}, 1, 3) || {middle} || substr({text}, {length} - 3) END"
+        )
+    elif kind == "hash":
+        sql = _HASH[dialect].format(col=col)
+    elif kind == "null":
+        return exp.Null()
+    elif kind == "year":
+        sql = _YEAR[dialect].format(col=col)
+    else:
+        raise ValueError(f"unknown mask {kind!r}")
+    return sqlglot.parse_one(f"CASE WHEN {col} IS NULL THEN NULL ELSE {sql} END", read=dialect)

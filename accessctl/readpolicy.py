@@ -1,0 +1,135 @@
+"""From a Decision to the guard's ReadPolicy: each readable table as a view with its row scope and masks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from django.conf import settings
+from sqlglot import exp
+
+from accessctl.decision import Decision
+from accessctl.masks import mask_expression
+from accessctl.rewrite import ReadPolicy, TableView
+from accessctl.scope import SCOPE_CTE, ScopeSpec, in_scope, scope_query
+from accessctl.special import CODED_TABLES, special_rows
+from accessctl.subjects import Subject
+from hisplatform.warehouse.executor import readable_tables
+from hisplatform.warehouse.schema import IDENTITY_TABLES, tables
+from hisplatform.warehouse.targets import WarehouseTarget
+from nlquery.semantic import semantic_layer
+
+# The tables a warehouse exposes change only when it is reloaded; asking its catalog on every
+# question would cost a query each time, so the answer is kept this long.
+_CATALOG_SECONDS: Final = 60.0
+_IDENTITY_NEEDED: Final = frozenset({"patient_identity", "care_team", "care_units", "departments"})
+
+
+@dataclass(frozen=True)
+class Catalog:
+    columns: Mapping[str, tuple[str, ...]]  # readable warehouse tables of our schema -> their columns
+    identity: bool  # the identity and organisation tables are there (an identified extract)
+
+    def patient_tables(self) -> frozenset[str]:
+        return frozenset(name for name, cols in self.columns.items() if "subject_id" in cols)
+
+
+_CATALOGS: dict[str, tuple[float, Catalog]] = {}
+_CATALOG_LOCK = threading.Lock()
+
+
+def catalog_of(target: WarehouseTarget) -> Catalog:
+    key = target.url
+    with _CATALOG_LOCK:
+        cached = _CATALOGS.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _CATALOG_SECONDS:
+            return cached[1]
+    present = readable_tables(target)
+    schema = tables()
+    catalog = Catalog(
+        {name: table.column_names for name, table in schema.items() if name in present},
+        present >= _IDENTITY_NEEDED,
+    )
+    with _CATALOG_LOCK:
+        _CATALOGS[key] = (time.monotonic(), catalog)
+    return catalog
+
+
+def forget_catalogs() -> None:
+    with _CATALOG_LOCK:
+        _CATALOGS.clear()
+
+
+def column_classes(columns: Iterable[str]) -> dict[str, str]:
+    """ "table.column" -> its sensitivity class in the semantic layer ("unclassified" when it has none)."""
+    layer = semantic_layer()
+    classes: dict[str, str] = {}
+    for qualified in columns:
+        table, column = qualified.split(".", 1)
+        try:
+            classes[qualified] = layer.sensitivity_of(table, column)
+        except KeyError:
+            classes[qualified] = "unclassified"  # no rule names it: denied
+    return classes
+
+
+def scope_spec(decision: Decision, catalog: Catalog) -> ScopeSpec:
+    return ScopeSpec(
+        kinds=decision.scopes,
+        team_only=decision.team_only,
+        excluded=decision.excluded,
+        window_days=settings.ACCESS_CARE_WINDOW_DAYS,
+        identity_tables=catalog.identity,
+    )
+
+
+def read_policy(
+    *,
+    decision: Decision,
+    subject: Subject,
+    dialect: str,
+    catalog: Catalog,
+    allowed_classes: Iterable[str],
+    hide_special: Iterable[str] = (),
+) -> ReadPolicy:
+    """Every readable table as a view: rows in scope (and outside the hidden special categories),
+    columns masked as the decision says, columns of any class not allowed shown as NULL."""
+    allowed = frozenset(allowed_classes)
+    layer = semantic_layer()
+    hidden = frozenset(hide_special) | decision.withheld
+    views: dict[str, TableView] = {}
+    patient_tables = catalog.patient_tables()
+    for name, columns in catalog.columns.items():
+        shown: list[tuple[str, exp.Expr]] = []
+        for column in columns:
+            try:
+                sensitivity = layer.sensitivity_of(name, column)
+            except KeyError:
+                sensitivity = "unclassified"
+            mask = decision.masks.get(f"{name}.{column}")
+            if sensitivity not in allowed:
+                shown.append((column, exp.Null()))
+            elif mask is not None:
+                shown.append((column, mask_expression(mask, column, dialect)))
+            else:
+                shown.append((column, exp.column(column)))
+        conditions: list[exp.Expr] = []
+        if name in patient_tables:
+            conditions.append(in_scope())
+        special = special_rows(name, hidden) if name in CODED_TABLES else None
+        if special is not None:
+            conditions.append(exp.not_(exp.paren(special)))
+        views[name] = TableView(tuple(shown), exp.and_(*conditions) if conditions else None)
+    ctes: tuple[tuple[str, exp.Query], ...] = ()
+    if patient_tables:
+        ctes = ((SCOPE_CTE, scope_query(subject, scope_spec(decision, catalog), dialect)),)
+    return ReadPolicy(
+        dialect=dialect,
+        tables=views,
+        row_cap=settings.WAREHOUSE_ROW_CAP,
+        ctes=ctes,
+        known_tables=frozenset(tables()) | frozenset(IDENTITY_TABLES),
+    )

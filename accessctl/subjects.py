@@ -1,0 +1,90 @@
+"""Who is asking, as access control sees them: role, department, staff record, projects, break-glass."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from accessctl.models import BreakGlassSession
+from accessctl.policy import Context
+from hisplatform.models import ResearchProject, StaffProfile
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An open break-glass session's widening: one patient or one unit, until it expires."""
+
+    session_id: int
+    scope: str  # "patient" | "unit"
+    subject_id: int | None
+    careunit: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Subject:
+    user_id: int | None
+    username: str
+    role: str  # "" for an account without a staff profile: it may do nothing
+    department: str
+    staff_id: int | None
+    projects: tuple[str, ...]  # approved, unexpired projects the user belongs to
+    lapsed_projects: tuple[str, ...]  # projects the user belongs to that are not (or no longer) approved
+    breakglass: Grant | None
+    clock: dt.datetime  # the real time: break-glass expiry, project dates, time-of-day rules
+    data_now: dt.datetime  # the warehouse's "now": what a current stay or a recent discharge means
+
+    def context(self) -> Context:
+        local = self.clock
+        return Context(
+            breakglass=self.breakglass is not None,
+            project=bool(self.projects),
+            hour=local.hour,
+            weekday=local.weekday() < 5,
+        )
+
+    def attributes(self) -> dict[str, object]:
+        """The snapshot the audit event keeps."""
+        return {
+            "department": self.department,
+            "staff_id": self.staff_id,
+            "projects": list(self.projects),
+            "breakglass_session": self.breakglass.session_id if self.breakglass else None,
+        }
+
+
+def open_grant(user_id: int, clock: dt.datetime) -> Grant | None:
+    session = (
+        BreakGlassSession.objects.filter(
+            user_id=user_id, ended_at__isnull=True, expires_at__gt=clock, opened_at__lte=clock
+        )
+        .order_by("-opened_at")
+        .first()
+    )
+    if session is None:
+        return None
+    return Grant(session.pk, session.scope, session.subject_id, session.careunit, session.expires_at)
+
+
+def subject_for(
+    *, user: AbstractBaseUser | AnonymousUser, clock: dt.datetime, data_now: dt.datetime
+) -> Subject:
+    if not user.is_authenticated or user.pk is None:
+        return Subject(None, "", "", "", None, (), (), None, clock, data_now)
+    profile = StaffProfile.objects.filter(user_id=user.pk).first()
+    projects = list(ResearchProject.objects.filter(members__pk=user.pk).order_by("code"))
+    day = clock.date()
+    return Subject(
+        user_id=int(user.pk),
+        username=user.get_username(),
+        role=profile.role if profile else "",
+        department=profile.department if profile else "",
+        staff_id=profile.staff_id if profile else None,
+        projects=tuple(p.code for p in projects if p.is_active_on(day)),
+        lapsed_projects=tuple(p.code for p in projects if not p.is_active_on(day)),
+        breakglass=open_grant(int(user.pk), clock) if profile else None,
+        clock=clock,
+        data_now=data_now,
+    )

@@ -1,0 +1,110 @@
+"""REST API views: parse, call the pipeline, render. Errors share one body: {"code", "message", ...}."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accessctl.models import Purpose
+from audit.models import EventKind, EventStatus
+from audit.services import audit_record
+from audit.signals import client_details
+from hisplatform.queries import ERROR, answer_question
+
+# An error the pipeline reports -> the HTTP status that says whose problem it is.
+_ERROR_STATUS: Final[dict[str, int]] = {"bad_purpose": status.HTTP_400_BAD_REQUEST}
+
+
+class AskInput(serializers.Serializer[dict[str, Any]]):
+    question = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    purpose = serializers.ChoiceField(choices=Purpose.choices, required=False, allow_blank=True)
+    confirm = serializers.BooleanField(
+        required=False, default=False, help_text="Confirm the purpose of use for special-category data."
+    )
+
+
+class TraceEntryOutput(serializers.Serializer[dict[str, Any]]):
+    data_class = serializers.CharField()
+    effect = serializers.ChoiceField(choices=["allow", "deny"])
+    rules = serializers.ListField(child=serializers.CharField())
+    deciding = serializers.CharField()
+
+
+class PolicyOutput(serializers.Serializer[dict[str, Any]]):
+    decision = serializers.ChoiceField(choices=["allow", "deny", "none"], required=False)
+    purpose = serializers.CharField(required=False)
+    reason = serializers.CharField(required=False)
+    classes = TraceEntryOutput(many=True, required=False)
+
+
+class AskOutput(serializers.Serializer[dict[str, Any]]):
+    status = serializers.ChoiceField(choices=["answered", "abstained", "denied", "error"])
+    message = serializers.CharField()
+    code = serializers.CharField(allow_blank=True)
+    interpretation = serializers.CharField(allow_blank=True)
+    sql = serializers.CharField(allow_null=True)
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = serializers.ListField(child=serializers.ListField(child=serializers.JSONField(allow_null=True)))
+    truncated = serializers.BooleanField()
+    masked = serializers.DictField(child=serializers.CharField())
+    suppressed = serializers.ListField(child=serializers.DictField())
+    notices = serializers.ListField(child=serializers.CharField())
+    confirm_required = serializers.ListField(child=serializers.CharField())
+    suggestions = serializers.ListField(child=serializers.CharField())
+    purpose = serializers.CharField(allow_blank=True)
+    policy = PolicyOutput()
+    audit_event = serializers.IntegerField(allow_null=True)
+
+
+class ErrorOutput(serializers.Serializer[dict[str, Any]]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(required=False, help_text="What is wrong with each field.")
+    audit_event = serializers.IntegerField(required=False)
+
+
+class AskApi(APIView):
+    """Ask a question in plain English; the answer is what policy lets this user see."""
+
+    @extend_schema(request=AskInput, responses={200: AskOutput, 400: ErrorOutput, 503: AskOutput})
+    def post(self, request: Request) -> Response:
+        form = AskInput(data=request.data)
+        if not form.is_valid():
+            event = audit_record(
+                user=request.user,
+                kind=EventKind.QUESTION,
+                status=EventStatus.ERROR,
+                question=str(request.data.get("question", ""))[:10_000]
+                if hasattr(request.data, "get")
+                else "",
+                message="invalid request",
+                details={"channel": "api", "errors": form.errors},
+                **client_details(request._request),
+            )
+            return Response(
+                {
+                    "code": "invalid_request",
+                    "message": "The request is not valid: "
+                    + "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()),
+                    "details": form.errors,
+                    "audit_event": event.pk,
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        answer = answer_question(
+            user=request.user,
+            question=form.validated_data["question"],
+            purpose=form.validated_data.get("purpose") or None,
+            confirm_special=form.validated_data["confirm"],
+            channel="api",
+            **client_details(request._request),
+        )
+        code: int = status.HTTP_200_OK
+        if answer.status == ERROR:
+            code = _ERROR_STATUS.get(answer.code, status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(answer.as_dict(), status=code)

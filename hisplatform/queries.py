@@ -1,0 +1,545 @@
+"""The one pipeline every question takes: understand, compile, decide, rewrite, execute, disclose,
+record, respond. The web page, the REST API and the `ask` command all call `answer_question`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import F
+from django.utils import timezone
+from sqlglot import exp
+
+from accessctl.decision import DEFAULT_PURPOSE, Decision, decide
+from accessctl.models import BreakGlassSession, Purpose, PurposeConfirmation
+from accessctl.readpolicy import Catalog, catalog_of, column_classes, read_policy, scope_spec
+from accessctl.rewrite import Inspected, SqlRefused, inspect, rewrite
+from accessctl.scope import SCOPE_CTE, scope_sql
+from accessctl.special import CODED_TABLES, categories_of
+from accessctl.special import describe as describe_categories
+from accessctl.subjects import Subject, subject_for
+from audit.models import EventDecision, EventKind, EventStatus
+from audit.services import audit_record
+from hisplatform.warehouse.executor import QueryResult, WarehouseError, execute_readonly
+from hisplatform.warehouse.targets import WarehouseConfigError, WarehouseTarget, warehouse_target
+from nlquery.engine import MAX_QUESTION_CHARS, compile_sql, plan_question
+from nlquery.families import CompileError
+from nlquery.plan import QueryPlan, Unanswerable
+
+logger = logging.getLogger(__name__)
+
+ANSWERED: Final = "answered"
+ABSTAINED: Final = "abstained"
+DENIED: Final = "denied"
+ERROR: Final = "error"
+# Roles whose answers include the SQL that was generated; the others get null.
+_SEES_SQL: Final = frozenset({"clinician", "nurse", "department_head", "researcher"})
+_PATIENT_KEYS: Final = ("subject_id", "hadm_id", "stay_id")
+_NOW_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass
+class Answer:
+    """What the asker gets back; `as_dict` is the JSON object of `ask --json` and `POST /api/v1/ask`."""
+
+    status: str
+    message: str
+    code: str = ""
+    interpretation: str = ""
+    sql: str | None = None
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    truncated: bool = False
+    masked: dict[str, str] = field(default_factory=dict)
+    suppressed: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    confirm_required: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+    purpose: str = ""
+    policy: dict[str, Any] = field(default_factory=dict)
+    audit_event: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Run:
+    """What the pipeline learned on the way, for the answer and the audit event."""
+
+    question: str
+    subject: Subject
+    purpose: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    decision: Decision | None = None
+    sql_generated: str = ""
+    sql_executed: str = ""
+    tables: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    row_count: int | None = None
+    patients: list[int] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def answer_question(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    question: str,
+    purpose: str | None = None,
+    confirm_special: bool = False,
+    now: dt.datetime | None = None,
+    target: WarehouseTarget | None = None,
+    client_addr: str = "",
+    user_agent: str = "",
+    channel: str = "api",
+) -> Answer:
+    """Answer one question for one user, as policy allows; every outcome is one audit event.
+
+    `now` fixes the moment for everything time-dependent (tests, replaying a question); without it
+    the clock decides break-glass expiry and project dates, and NLQ_NOW (else the clock) what
+    "current" and "recent" mean in the warehouse. The answer is returned only after its audit event
+    is written; if that fails, nothing is shown.
+    """
+    clock = now or timezone.now()
+    data_now = now or (
+        dt.datetime.strptime(settings.NLQ_NOW, _NOW_FORMAT).replace(tzinfo=dt.UTC)
+        if settings.NLQ_NOW
+        else clock
+    )
+    subject = subject_for(user=user, clock=clock, data_now=data_now)
+    run = _Run(question=question if isinstance(question, str) else "", subject=subject)
+    run.details["channel"] = channel
+    try:
+        answer = _answer(run, purpose, confirm_special, target)
+    except Exception:
+        # Our own fault: the person gets a plain message with a reference, the log the traceback
+        # (never the question, which may name a patient).
+        reference = uuid.uuid4().hex[:12]
+        logger.exception("answer_question failed (reference %s)", reference)
+        run.details["error_reference"] = reference
+        answer = Answer(
+            ERROR,
+            "Something went wrong while answering; nothing was shown. "
+            f"Quote reference {reference} to support.",
+            code="internal_error",
+        )
+    return _record(run, answer, user, client_addr, user_agent)
+
+
+def answer_sql(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    sql: str,
+    purpose: str | None = None,
+    confirm_special: bool = False,
+    now: dt.datetime | None = None,
+    target: WarehouseTarget | None = None,
+) -> Answer:
+    """Run hand-written SQL through decide, rewrite, execute and record, as if the compiler wrote it.
+
+    Not offered to users (they ask questions); it is how tests and benchmarks show that the safety of
+    the pipeline does not depend on the SQL the compiler happens to write.
+    """
+    clock = now or timezone.now()
+    subject = subject_for(user=user, clock=clock, data_now=now or clock)
+    run = _Run(question=f"[sql] {sql}", subject=subject)
+    run.details["channel"] = "sql"
+    run.purpose = (purpose or "").strip().upper() or _default_purpose(subject)
+    run.sql_generated = sql
+    if run.purpose not in Purpose.values:
+        answer = Answer(ERROR, f"{run.purpose[:20]!r} is not a purpose of use.", code="bad_purpose")
+    else:
+        target = target or warehouse_target()
+        answer = _run_sql(run, sql, target, catalog_of(target), confirm_special, None)
+    return _record(run, answer, user, "", "")
+
+
+def _answer(run: _Run, purpose: str | None, confirm_special: bool, target: WarehouseTarget | None) -> Answer:
+    subject = run.subject
+    run.purpose = (purpose or "").strip().upper() or _default_purpose(subject)
+    if run.purpose not in Purpose.values:
+        return Answer(
+            ERROR,
+            f"{run.purpose[:20]!r} is not a purpose of use; use one of {', '.join(Purpose.values)}.",
+            code="bad_purpose",
+        )
+    if not run.question.strip():
+        return Answer(ABSTAINED, "The question is empty.", code="empty_question")
+    if len(run.question) > MAX_QUESTION_CHARS * 10:
+        # Far beyond what understanding reads; refused before any work (the audit keeps the start).
+        return Answer(
+            ABSTAINED,
+            f"The question is {len(run.question):,} characters long; "
+            f"ask it in at most {MAX_QUESTION_CHARS:,}.",
+            code="question_too_long",
+        )
+    try:
+        target = target or warehouse_target()
+        catalog = catalog_of(target)
+    except (WarehouseError, WarehouseConfigError) as error:
+        return Answer(ERROR, getattr(error, "message", str(error)), code="warehouse_unavailable")
+
+    plan = plan_question(run.question, target)
+    if isinstance(plan, Unanswerable):
+        return _abstain(run, plan, target, catalog)
+    try:
+        sql = compile_sql(plan, target.dialect, subject.data_now.strftime(_NOW_FORMAT))
+    except CompileError as error:
+        return Answer(
+            ABSTAINED, f"The question cannot be expressed as a query: {error}", code="cannot_compile"
+        )
+    run.sql_generated = sql
+    return _run_sql(run, sql, target, catalog, confirm_special, plan)
+
+
+def _default_purpose(subject: Subject) -> str:
+    if subject.breakglass is not None:
+        return Purpose.BTG
+    return str(DEFAULT_PURPOSE.get(subject.role, Purpose.TREAT))  # type: ignore[call-overload]
+
+
+def _run_sql(
+    run: _Run,
+    sql: str,
+    target: WarehouseTarget,
+    catalog: Catalog,
+    confirm_special: bool,
+    plan: QueryPlan | None,
+) -> Answer:
+    """Decide, rewrite, execute and disclose one query (the generated SQL, never trusted)."""
+    subject = run.subject
+    interpretation = plan.interpretation if plan is not None else ""
+    try:
+        inspected = inspect(
+            sql, dialect=target.dialect, catalog=catalog.columns, known_tables=catalog.columns
+        )
+    except SqlRefused as refused:
+        return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
+    run.tables, run.columns = inspected.tables, inspected.columns
+    classes = column_classes(inspected.columns)
+    patient_rows = bool(set(inspected.tables) & catalog.patient_tables())
+    coded = bool(set(inspected.tables) & CODED_TABLES)
+    decision = decide(
+        subject=subject,
+        purpose=run.purpose,
+        data_classes=set(classes.values()),
+        patient_rows=patient_rows,
+        coded=coded,
+    )
+    run.decision = decision
+    if not decision.allowed:
+        return Answer(DENIED, decision.reason, code=decision.code, interpretation=interpretation)
+    if patient_rows:
+        outside = _named_patients_outside_scope(inspected, subject, decision, target, catalog)
+        if outside:
+            run.details["refused_patients"] = outside
+            return Answer(
+                DENIED,
+                "You may not see this: "
+                + "; ".join(outside)
+                + " is outside your care relationships (or does not exist). Open break-glass access if this "
+                "is an emergency.",
+                code="out_of_scope",
+                interpretation=interpretation,
+            )
+    allowed = set(classes.values())
+    policy = read_policy(
+        decision=decision, subject=subject, dialect=target.dialect, catalog=catalog, allowed_classes=allowed
+    )
+    try:
+        safe = rewrite(inspected, policy)
+        run.sql_executed = safe.sql
+        result = execute_readonly(safe.sql, target=target)
+    except SqlRefused as refused:
+        return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
+    except WarehouseError as error:
+        return Answer(ERROR, error.message, code=error.code, interpretation=interpretation)
+
+    confirm_pending = decision.confirm if coded else frozenset()
+    if confirm_pending and not confirm_special:
+        hidden = read_policy(
+            decision=decision,
+            subject=subject,
+            dialect=target.dialect,
+            catalog=catalog,
+            allowed_classes=allowed,
+            hide_special=confirm_pending,
+        )
+        try:
+            without = execute_readonly(rewrite(inspected, hidden).sql, target=target)
+        except (SqlRefused, WarehouseError) as error:
+            return Answer(ERROR, getattr(error, "message", str(error)), code="special_probe_failed")
+        if without.rows != result.rows or without.truncated != result.truncated:
+            seen = _categories_in(result) or set(confirm_pending)
+            run.details["confirmation_required"] = sorted(seen)
+            return Answer(
+                DENIED,
+                "This answer includes special-category information "
+                f"({describe_categories(seen)}). Confirm that you need it for "
+                f"{Purpose(run.purpose).label.lower()} to see it; the confirmation is recorded.",
+                code="confirmation_required",
+                interpretation=interpretation,
+                confirm_required=sorted(seen),
+            )
+        run.details["special_present"] = False
+    elif confirm_pending and confirm_special:
+        run.details["purpose_confirmed"] = sorted(confirm_pending)
+
+    rows = [[_json_value(value) for value in row] for row in result.rows]
+    run.row_count = len(rows)
+    run.patients = _patients_in(result)
+    notices = list(decision.notices)
+    if patient_rows:
+        notices.insert(0, _scope_notice(decision, subject))
+    if result.truncated:
+        notices.append(f"Only the first {len(rows):,} rows are shown.")
+    masked = {
+        column: how for column, how in decision.masked_description().items() if column in set(result.columns)
+    }
+    suppressed = (
+        [
+            {
+                "what": "special-category diagnoses and procedures "
+                f"({describe_categories(decision.withheld)})",
+                "why": "policy",
+            }
+        ]
+        if decision.withheld and coded
+        else []
+    )
+    return Answer(
+        ANSWERED,
+        "Answered." if rows else "The query ran and found no rows within what you may see.",
+        interpretation=interpretation,
+        sql=run.sql_generated if subject.role in _SEES_SQL else None,
+        columns=list(result.columns),
+        rows=rows,
+        truncated=result.truncated,
+        masked=masked,
+        suppressed=suppressed,
+        notices=notices,
+    )
+
+
+def _scope_notice(decision: Decision, subject: Subject) -> str:
+    window = settings.ACCESS_CARE_WINDOW_DAYS
+    parts = []
+    if "care" in decision.scopes:
+        parts.append(
+            f"patients with a current stay, or one ended in the last {window} days, "
+            "in your department's units"
+        )
+        parts.append("patients whose care team you are on")
+    if "department" in decision.scopes:
+        parts.append("patients with any stay in your department's units")
+    if "breakglass" in decision.scopes and subject.breakglass is not None:
+        grant = subject.breakglass
+        parts.append(
+            "break-glass access to "
+            + (f"patient {grant.subject_id}" if grant.scope == "patient" else f"unit {grant.careunit}")
+        )
+    return "Only patients you may see are included: " + "; ".join(dict.fromkeys(parts)) + "."
+
+
+def _literal_ids(inspected: Inspected) -> dict[str, set[int]]:
+    """Patient keys the query names as literals (subject_id = 10001, hadm_id IN (...))."""
+    named: dict[str, set[int]] = {key: set() for key in _PATIENT_KEYS}
+    for node in inspected.tree.find_all(exp.EQ, exp.In):
+        column = node.this if isinstance(node.this, exp.Column) else node.expression
+        if not isinstance(column, exp.Column) or column.name.lower() not in named:
+            continue
+        values = node.expressions if isinstance(node, exp.In) else [node.expression, node.this]
+        for value in values:
+            if (
+                isinstance(value, exp.Literal)
+                and not value.is_string
+                and re.fullmatch(r"\d{1,12}", value.this)
+            ):
+                named[column.name.lower()].add(int(value.this))
+    return {key: ids for key, ids in named.items() if ids}
+
+
+def _named_patients_outside_scope(
+    inspected: Inspected, subject: Subject, decision: Decision, target: WarehouseTarget, catalog: Catalog
+) -> list[str]:
+    named = _literal_ids(inspected)
+    if not named:
+        return []
+    scope = scope_sql(subject, scope_spec(decision, catalog))
+    lookups = {
+        "subject_id": "SELECT subject_id FROM patients WHERE subject_id IN ({ids})",
+        "hadm_id": "SELECT hadm_id FROM admissions WHERE hadm_id IN ({ids})",
+        "stay_id": "SELECT stay_id FROM icustays WHERE stay_id IN ({ids})",
+    }
+    outside: list[str] = []
+    for key, ids in named.items():
+        listed = ", ".join(str(i) for i in sorted(ids))
+        sql = (
+            f"WITH {SCOPE_CTE} AS ({scope}) "
+            + lookups[key].format(ids=listed)
+            + f" AND subject_id IN (SELECT subject_id FROM {SCOPE_CTE})"
+        )
+        found = {int(str(row[0])) for row in execute_readonly(sql, target=target, row_cap=len(ids) + 1).rows}
+        label = {"subject_id": "patient", "hadm_id": "admission", "stay_id": "ICU stay"}[key]
+        outside.extend(f"{label} {i}" for i in sorted(ids - found))
+    return outside
+
+
+def _categories_in(result: QueryResult) -> set[str]:
+    found: set[str] = set()
+    for row in result.rows:
+        for value in row:
+            if isinstance(value, str) and value.startswith("icd"):
+                found |= categories_of(value)
+    return found
+
+
+def _patients_in(result: QueryResult) -> list[int]:
+    lowered = [column.lower() for column in result.columns]
+    if "subject_id" not in lowered:
+        return []
+    index = lowered.index("subject_id")
+    return sorted({value for row in result.rows if isinstance(value := row[index], int)})
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | memoryview):
+        return None
+    return value
+
+
+def _abstain(run: _Run, plan: Unanswerable, target: WarehouseTarget, catalog: Catalog) -> Answer:
+    message = plan.reason
+    if plan.not_understood:
+        message += " Not understood: " + "; ".join(plan.not_understood) + "."
+    return Answer(
+        ABSTAINED,
+        message,
+        code="not_understood",
+        suggestions=_scoped_suggestions(plan.suggestions, run, target, catalog),
+    )
+
+
+_PATIENT_IN_TEXT: Final = re.compile(r"\bpatient (\d+)\b")
+
+
+def _scoped_suggestions(
+    suggestions: Sequence[str], run: _Run, target: WarehouseTarget, catalog: Catalog
+) -> list[str]:
+    """Suggestions naming a patient name one this user may see, or are dropped."""
+    if not any(_PATIENT_IN_TEXT.search(text) for text in suggestions):
+        return list(suggestions)
+    subject = run.subject
+    decision = decide(
+        subject=subject, purpose=run.purpose, data_classes=["key", "clinical"], patient_rows=True, coded=False
+    )
+    example: int | None = None
+    if decision.allowed:
+        scope = scope_sql(subject, scope_spec(decision, catalog))
+        sql = (
+            f"WITH {SCOPE_CTE} AS ({scope}) SELECT MIN(subject_id) FROM admissions "
+            f"WHERE dischtime IS NOT NULL AND subject_id IN (SELECT subject_id FROM {SCOPE_CTE})"
+        )
+        try:
+            rows = execute_readonly(sql, target=target, row_cap=1).rows
+            example = int(str(rows[0][0])) if rows and rows[0][0] is not None else None
+        except WarehouseError:
+            example = None
+    kept: list[str] = []
+    for text in suggestions:
+        if not _PATIENT_IN_TEXT.search(text):
+            kept.append(text)
+        elif example is not None:
+            kept.append(_PATIENT_IN_TEXT.sub(f"patient {example}", text))
+    return kept
+
+
+def _record(
+    run: _Run, answer: Answer, user: AbstractBaseUser | AnonymousUser, client_addr: str, user_agent: str
+) -> Answer:
+    subject = run.subject
+    decision = run.decision
+    answer.purpose = run.purpose
+    if decision is not None:
+        answer.policy = decision.trace_dict()
+        if decision.allowed and answer.status != ANSWERED:
+            # Policy allowed the data classes; a later step (scope, confirmation) still refused.
+            answer.policy.update(
+                decision="deny" if answer.status == DENIED else "none", reason=answer.message
+            )
+    status = {
+        ANSWERED: EventStatus.ANSWERED,
+        ABSTAINED: EventStatus.ABSTAINED,
+        DENIED: EventStatus.DENIED,
+    }.get(answer.status, EventStatus.ERROR)
+    verdict = EventDecision.NONE
+    if decision is not None:
+        verdict = EventDecision.ALLOW if decision.allowed else EventDecision.DENY
+    if answer.code in ("out_of_scope", "confirmation_required", "sql_refused") or answer.status == DENIED:
+        verdict = EventDecision.DENY
+    grant = subject.breakglass
+    details = dict(
+        run.details, code=answer.code, interpretation=answer.interpretation, notices=answer.notices
+    )
+    if grant is not None:
+        details["breakglass"] = {"session": grant.session_id, "scope": grant.scope}
+    try:
+        event = audit_record(
+            user=user if user.is_authenticated else None,
+            kind=EventKind.QUESTION,
+            status=status,
+            role=subject.role,
+            attributes=subject.attributes(),
+            client_addr=client_addr,
+            user_agent=user_agent,
+            purpose_of_use=run.purpose if run.purpose in Purpose.values else "",
+            breakglass_session_id=grant.session_id if grant else None,
+            question=run.question,
+            sql_generated=run.sql_generated,
+            sql_executed=run.sql_executed,
+            decision=verdict,
+            obligations=decision.obligations() if decision is not None else {},
+            policy_trace=answer.policy,
+            tables_touched=run.tables,
+            columns_touched=run.columns,
+            row_count=run.row_count,
+            patients_touched=run.patients,
+            message=answer.message,
+            duration_ms=(time.perf_counter() - run.started) * 1000,
+            details=details,
+        )
+    except Exception:
+        logger.exception("answer_question: the audit event could not be written")
+        return Answer(
+            ERROR,
+            "The answer could not be recorded in the audit trail, so it is not shown. Try again shortly.",
+            code="audit_unavailable",
+            purpose=run.purpose,
+        )
+    answer.audit_event = event.pk
+    if grant is not None:
+        BreakGlassSession.objects.filter(pk=grant.session_id).update(queries=F("queries") + 1)
+    if run.details.get("purpose_confirmed") and user.is_authenticated and user.pk is not None:
+        PurposeConfirmation.objects.create(
+            user_id=user.pk,
+            username=subject.username,
+            purpose=run.purpose,
+            categories=run.details["purpose_confirmed"],
+            question=run.question,
+            confirmed_at=subject.clock,
+            audit_event_seq=event.pk,
+        )
+    return answer
