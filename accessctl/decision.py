@@ -8,6 +8,7 @@ patients (VIPs, staff) may be reached.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -209,7 +210,7 @@ def decide(
     if subject.breakglass is not None and "breakglass" in scopes:
         notices.append(
             f"Break-glass access is open ({subject.breakglass.scope} scope) until "
-            f"{subject.breakglass.expires_at:%H:%M}; this query is flagged for review."
+            f"{subject.breakglass.expires_at.astimezone(dt.UTC):%H:%M} UTC; this query is flagged for review."
         )
     min_cells = [ob.min_cell for ob in allowed if ob.min_cell is not None]
     return Decision(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -63,6 +64,15 @@ def forget_catalogs() -> None:
         _CATALOGS.clear()
 
 
+# Built once: views copy what they use.
+_IN_SCOPE: Final = in_scope()
+
+
+@functools.lru_cache(maxsize=256)
+def _mask(kind: str, column: str, dialect: str) -> exp.Expr:
+    return mask_expression(kind, column, dialect)
+
+
 def column_classes(columns: Iterable[str]) -> dict[str, str]:
     """ "table.column" -> its sensitivity class in the semantic layer ("unclassified" when it has none)."""
     layer = semantic_layer()
@@ -94,15 +104,19 @@ def read_policy(
     catalog: Catalog,
     allowed_classes: Iterable[str],
     hide_special: Iterable[str] = (),
+    only: Iterable[str] | None = None,
 ) -> ReadPolicy:
-    """Every readable table as a view: rows in scope (and outside the hidden special categories),
-    columns masked as the decision says, columns of any class not allowed shown as NULL."""
+    """Every readable table (or those in `only`) as a view: rows in scope (and outside the hidden
+    special categories), columns masked as the decision says, columns of any class not allowed NULL."""
     allowed = frozenset(allowed_classes)
     layer = semantic_layer()
     hidden = frozenset(hide_special) | decision.withheld
     views: dict[str, TableView] = {}
     patient_tables = catalog.patient_tables()
-    for name, columns in catalog.columns.items():
+    wanted = (
+        catalog.columns if only is None else {n: catalog.columns[n] for n in only if n in catalog.columns}
+    )
+    for name, columns in wanted.items():
         shown: list[tuple[str, exp.Expr]] = []
         for column in columns:
             try:
@@ -113,12 +127,12 @@ def read_policy(
             if sensitivity not in allowed:
                 shown.append((column, exp.Null()))
             elif mask is not None:
-                shown.append((column, mask_expression(mask, column, dialect)))
+                shown.append((column, _mask(mask, column, dialect)))
             else:
                 shown.append((column, exp.column(column)))
         conditions: list[exp.Expr] = []
         if name in patient_tables:
-            conditions.append(in_scope())
+            conditions.append(_IN_SCOPE)
         special = special_rows(name, hidden) if name in CODED_TABLES else None
         if special is not None:
             conditions.append(exp.not_(exp.paren(special)))

@@ -11,6 +11,7 @@ a rendering quirk that changed the query's meaning is caught before anything run
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -27,6 +28,24 @@ RESERVED_PREFIX: Final = "__"
 MAX_SQL_CHARS: Final = 100_000
 # Deeper nesting than any real query; sqlglot and the databases recurse on it.
 MAX_DEPTH: Final = 200
+
+# What an unquoted name may look like. Anything else the parser let through as a name (`$1`, `@x`,
+# a NUL or a direction mark) is a placeholder or a trick, never a table or column of ours.
+_PLAIN_NAME: Final = re.compile(r"[^\W\d][\w$]*")
+# Bare words PostgreSQL reads as the session's user, role or schema, not as a column.
+_SESSION_WORDS: Final = frozenset(
+    {
+        "user",
+        "current_user",
+        "session_user",
+        "current_role",
+        "system_user",
+        "current_schema",
+        "current_catalog",
+    }
+)
+# Both databases fold only ASCII letters when they compare names; Python's lower() folds more.
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 SCHEMAS: Final[Mapping[str, frozenset[str]]] = {
     # The schema a qualified name may name: the database's own, nothing attached or temporary.
@@ -172,6 +191,7 @@ def inspect(
     """Parse and check `sql` against the allow-lists; `catalog` maps each readable table to its columns."""
     try:
         tree = _parse(sql, dialect)
+        _check_depth(tree)
         _check_syntax(tree, dialect)
         tables, _ = _resolve_tables(tree, dialect, catalog, frozenset(known_tables))
         columns = _columns_referenced(tree, tables, catalog)
@@ -194,6 +214,7 @@ def rewrite(sql: str | exp.Expr | Inspected, policy: ReadPolicy) -> Rewritten:
 
 def _apply(inspected: Inspected, policy: ReadPolicy, catalog: Mapping[str, Sequence[str]]) -> Rewritten:
     tree = inspected.tree.copy()
+    _keep_column_names(tree, policy.dialect)
     tables, ctes = _resolve_tables(tree, policy.dialect, catalog, policy.known_tables)
     for node in tree.walk():
         # Comments are dropped: sqlglot re-emits them, and a comment is no place for anything to hide.
@@ -211,12 +232,31 @@ def _apply(inspected: Inspected, policy: ReadPolicy, catalog: Mapping[str, Seque
     return Rewritten(sql=text, tables=inspected.tables, columns=inspected.columns, limit=limit)
 
 
+def _keep_column_names(tree: exp.Query, dialect: str) -> None:
+    """Name each unnamed output column that holds a subquery as it was written: the database names
+    such a column by its text, which the views would otherwise lengthen into the user's header."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this  # the first branch names a union's columns
+    if not isinstance(select, exp.Select):
+        return
+    for index, projection in enumerate(select.expressions):
+        if not isinstance(projection, exp.Alias) and projection.find(exp.Subquery, exp.Select):
+            name = projection.sql(dialect=dialect)
+            select.expressions[index] = exp.alias_(
+                projection, exp.to_identifier(name, quoted=True), copy=False
+            )
+
+
 def _parse(sql: str | exp.Expr, dialect: str) -> exp.Query:
     if isinstance(sql, exp.Expr):
         tree: exp.Expr | None = sql.copy()
     else:
         if len(sql) > MAX_SQL_CHARS:
             raise SqlRefused(f"The query is longer than {MAX_SQL_CHARS:,} characters.", code="sql_too_long")
+        if "\x00" in sql or not _encodable(sql):
+            # Neither database takes a NUL in a statement, and a lone surrogate cannot be sent at all.
+            raise SqlRefused("The query contains characters that are not text.", code="sql_unparseable")
         try:
             statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
         except (ParseError, TokenError):
@@ -236,19 +276,40 @@ def _parse(sql: str | exp.Expr, dialect: str) -> exp.Query:
     return tree
 
 
-def _depth(node: exp.Expr) -> int:
-    depth = 0
-    while node.parent is not None:
-        node = node.parent
-        depth += 1
-    return depth
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_depth(tree: exp.Query) -> None:
+    """Refuse deep nesting in one pass (a chain of 50,000 `1+` is deep without any parenthesis)."""
+    depths = {id(tree): 0}
+    for node in tree.walk():
+        if node is tree:
+            continue
+        depth = depths[id(node.parent)] + 1
+        if depth > MAX_DEPTH:
+            raise SqlRefused("The query is nested too deeply.", code="sql_too_deep")
+        depths[id(node)] = depth
+
+
+def _name(identifier: exp.Identifier, dialect: str) -> str:
+    """A name as the database compares it: PostgreSQL keeps a quoted name's case, folds the others."""
+    if dialect == "postgres" and identifier.quoted:
+        return str(identifier.this)
+    return str(identifier.this).translate(_ASCII_LOWER)
 
 
 def _check_syntax(tree: exp.Query, dialect: str) -> None:
     anonymous = _ANONYMOUS_FUNCTIONS.get(dialect, frozenset())
     for node in tree.walk():
         kind = type(node)
-        if isinstance(node, exp.Func) and not isinstance(node, (exp.Case, exp.If, exp.Cast, exp.TryCast)):
+        if kind in _ALLOWED_NODES:
+            pass  # sqlglot types some operators (AND, OR) as functions: syntax is checked first
+        elif isinstance(node, exp.Func):
             if kind not in _ALLOWED_FUNCTIONS:
                 raise SqlRefused(
                     f"The query calls a function that is not allowed here ({node.sql_name().lower()}).",
@@ -270,26 +331,55 @@ def _check_syntax(tree: exp.Query, dialect: str) -> None:
                 f"The query converts to a type that is not allowed here ({node.sql(dialect)}).",
                 code="sql_construct",
             )
-        if isinstance(node, exp.TableAlias) and node.name.lower().startswith(RESERVED_PREFIX):
-            raise SqlRefused(f"The name {node.name!r} is reserved.", code="sql_name")
-    if (
-        max((_depth(leaf) for leaf in tree.find_all(exp.Column, exp.Literal, exp.Table)), default=0)
-        > MAX_DEPTH
-    ):
-        raise SqlRefused("The query is nested too deeply.", code="sql_too_deep")
+        if isinstance(node, exp.Identifier):
+            _check_identifier(node)
+        if isinstance(node, exp.TableAlias) and node.columns and dialect == "sqlite":
+            # SQLite has no `AS t(a, b)`; sqlglot would drop the names and change the query.
+            raise SqlRefused("A name may not list column names here.", code="sql_construct")
+        if isinstance(node, exp.In) and node.args.get("field") is not None:
+            # SQLite's `x IN patients` reads the table itself, outside any view.
+            raise SqlRefused("IN must be followed by a list or a subquery.", code="sql_construct")
+        if (
+            isinstance(node, exp.Column)
+            and not node.table
+            and isinstance(node.this, exp.Identifier)
+            and not node.this.quoted
+            and node.name.lower() in _SESSION_WORDS
+        ):
+            raise SqlRefused(
+                f"The query calls a function that is not allowed here ({node.name.lower()}).",
+                code="sql_function",
+            )
 
 
-def _cte_name(cte: exp.CTE) -> str:
-    return cte.alias_or_name.lower()
+def _check_identifier(node: exp.Identifier) -> None:
+    name = str(node.this)
+    if name.lower().startswith(RESERVED_PREFIX):
+        raise SqlRefused(f"The name {name!r} is reserved.", code="sql_name")
+    if not node.quoted and not _PLAIN_NAME.fullmatch(name):
+        raise SqlRefused(f"The query uses a name that is not allowed here ({name!r}).", code="sql_name")
 
 
-def _resolves_to_cte(table: exp.Table, name: str) -> bool:
+def _cte_name(cte: exp.CTE, dialect: str) -> str:
+    alias = cte.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and isinstance(alias.this, exp.Identifier):
+        return _name(alias.this, dialect)
+    return cte.alias_or_name.translate(_ASCII_LOWER)
+
+
+def _resolves_to_cte(
+    table: exp.Table, name: str, dialect: str, names: dict[int, list[str]] | None = None
+) -> bool:
     """Whether `name` at this place names a CTE rather than a table, by the rules both databases share.
 
     A CTE body sees the CTEs before it, and itself only under WITH RECURSIVE; the main query sees
     them all; inner WITHs shadow outer ones. Anything the rules leave unsure (a CTE named before it
     is defined) is read as a table name, which is then refused unless it is an allowed table.
+    `name` is the table's name as the database compares it (`_name`): on PostgreSQL `"PG_USER"`
+    is not `pg_user`, and reading one for the other would let the catalog through. `names` keeps
+    each WITH's CTE names between calls (a query of a thousand CTEs would otherwise take seconds).
     """
+    cache = {} if names is None else names
     child: exp.Expr = table
     via_cte: exp.CTE | None = None
     node = table.parent
@@ -299,15 +389,19 @@ def _resolves_to_cte(table: exp.Table, name: str) -> bool:
         if isinstance(node, exp.Query):
             with_ = node.args.get("with_")
             if isinstance(with_, exp.With):
-                ctes = list(with_.expressions)
-                if child is with_ and via_cte is not None and via_cte in ctes:
-                    index = ctes.index(via_cte)
-                    visible = [_cte_name(c) for c in ctes[:index]]
-                    if with_.args.get("recursive"):
-                        visible.append(_cte_name(via_cte))
+                ctes = with_.expressions
+                declared = cache.get(id(with_))
+                if declared is None:
+                    declared = cache[id(with_)] = [_cte_name(c, dialect) for c in ctes]
+                # By identity: sqlglot's == compares whole trees, and two CTEs may look alike.
+                index = next((i for i, c in enumerate(ctes) if c is via_cte), -1) if child is with_ else -1
+                if index < 0:
+                    visible = name in declared
                 else:
-                    visible = [_cte_name(c) for c in ctes]
-                if name in visible:
+                    visible = name in declared[:index] or (
+                        bool(with_.args.get("recursive")) and declared[index] == name
+                    )
+                if visible:
                     return True
         child = node
         node = node.parent
@@ -322,8 +416,8 @@ def _resolve_tables(
     known = known_tables | set(catalog)
     ctes: set[str] = set()
     for cte in tree.find_all(exp.CTE):
-        name = _cte_name(cte)
-        if name.startswith(RESERVED_PREFIX) or name in known:
+        name = _cte_name(cte, dialect)
+        if name.startswith(RESERVED_PREFIX) or name.lower() in known:
             raise SqlRefused(
                 f"A WITH clause may not use the name {name!r}: it is a warehouse table or reserved.",
                 code="sql_name",
@@ -334,6 +428,7 @@ def _resolve_tables(
             raise SqlRefused("A WITH clause may not rename its columns.", code="sql_construct")
         ctes.add(name)
     found: list[tuple[exp.Table, str]] = []
+    names: dict[int, list[str]] = {}
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             raise SqlRefused("The query reads from something that is not a table.", code="sql_construct")
@@ -348,7 +443,12 @@ def _resolve_tables(
         alias = table.args.get("alias")
         if isinstance(alias, exp.TableAlias) and alias.columns:
             raise SqlRefused("A table may not be given column aliases here.", code="sql_construct")
-        if table.args.get("db") is None and _resolves_to_cte(table, name):
+        if table.args.get("joins"):
+            # `FROM (a JOIN b)`: the view put in for `a` would drop the join (and `b` with it).
+            raise SqlRefused("Write joins without parentheses around them.", code="sql_construct")
+        if table.args.get("db") is None and _resolves_to_cte(
+            table, _name(table.this, dialect), dialect, names
+        ):
             continue
         if name not in catalog:
             raise SqlRefused(f"You may not read the table {name!r}.", code="sql_table")
@@ -362,14 +462,16 @@ def _columns_referenced(
     """The "table.column" for every column name the query uses that one of its tables has.
 
     An unqualified name counts for every read table that has it, and a star for all their columns:
-    over-counting only makes the decision stricter.
+    over-counting only makes the decision stricter. A query that names no column (`COUNT(*)`,
+    `SELECT 1 FROM t`, EXISTS) still reads which rows there are: each table's first column, its
+    row identifier, counts for that.
     """
     read = {name for _, name in tables}
     by_name: dict[str, list[str]] = {}
     for name in read:
         for known in catalog[name]:
             by_name.setdefault(known.lower(), []).append(name)
-    used: set[str] = set()
+    used: set[str] = {f"{name}.{catalog[name][0]}" for name in read if catalog[name]}
     for column in tree.find_all(exp.Column):
         if isinstance(column.this, exp.Star):
             used.update(f"{name}.{col}" for name in read for col in catalog[name])
@@ -390,8 +492,13 @@ def _view(name: str, view: TableView) -> exp.Select:
 
 
 def _replace_with_view(table: exp.Table, name: str, view: TableView) -> None:
-    alias = table.alias or name
-    table.replace(_view(name, view).subquery(exp.to_identifier(alias, quoted=True)))
+    # The name the query used, quoted or not as written: on PostgreSQL `FROM labevents AS L` is
+    # then referred to as `L.x` (folded to l), which a quoted "L" would no longer match.
+    alias = table.args.get("alias")
+    identifier = alias.this if isinstance(alias, exp.TableAlias) else None
+    if not isinstance(identifier, exp.Identifier):
+        identifier = table.this
+    table.replace(_view(name, view).subquery(identifier.copy()))
 
 
 def _prepend_ctes(tree: exp.Query, ctes: Iterable[tuple[str, exp.Query]]) -> exp.Query:
@@ -430,9 +537,13 @@ def _cap(tree: exp.Query, row_cap: int) -> int:
 def _verify(text: str, policy: ReadPolicy, ctes: set[str]) -> None:
     """Parse the rendered SQL again: every table it reads must be the source of one of our views."""
     try:
-        tree = sqlglot.parse_one(text, read=policy.dialect)
+        statements = sqlglot.parse(text, read=policy.dialect)
     except (ParseError, TokenError, RecursionError):
         raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe") from None
+    # parse_one would read only the first of several statements.
+    tree = statements[0] if len(statements) == 1 else None
+    if tree is None:
+        raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
     reserved = {name for name, _ in policy.ctes}
     expected = {name: _view(name, view).sql(dialect=policy.dialect) for name, view in policy.tables.items()}
     trusted: set[int] = set()
@@ -446,12 +557,17 @@ def _verify(text: str, policy: ReadPolicy, ctes: set[str]) -> None:
         ):
             trusted.update(id(node) for node in select.walk())
     for cte in tree.find_all(exp.CTE):
-        if _cte_name(cte) in reserved and cte.parent is tree.args.get("with_"):
+        if _cte_name(cte, policy.dialect) in reserved and cte.parent is tree.args.get("with_"):
             trusted.update(id(node) for node in cte.walk())
+    names: dict[int, list[str]] = {}
     for table in tree.find_all(exp.Table):
         if id(table) in trusted:
             continue
-        name = table.name.lower()
-        if table.args.get("db") is None and name in ctes and _resolves_to_cte(table, name):
+        name = _name(table.this, policy.dialect) if isinstance(table.this, exp.Identifier) else ""
+        if (
+            table.args.get("db") is None
+            and name in ctes
+            and _resolves_to_cte(table, name, policy.dialect, names)
+        ):
             continue
         raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")

@@ -8,6 +8,7 @@ old unit's keep them for the care window after the stay ends, then lose them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -38,7 +39,8 @@ def _lit(value: str) -> str:
 
 
 def _stamp(moment: dt.datetime) -> str:
-    return _lit(moment.strftime(_STAMP))
+    # To the minute: the same scope SQL for a minute, so its parsed tree is reused (scope_query).
+    return _lit(moment.replace(second=0, microsecond=0).strftime(_STAMP))
 
 
 def _units(subject: Subject, spec: ScopeSpec) -> str:
@@ -116,7 +118,13 @@ def scope_sql(subject: Subject, spec: ScopeSpec) -> str:
 
 
 def scope_query(subject: Subject, spec: ScopeSpec, dialect: str) -> exp.Query:
-    tree = sqlglot.parse_one(scope_sql(subject, spec), read=dialect)
+    """The scope as a tree; shared between calls, so callers copy before changing it."""
+    return _parsed(scope_sql(subject, spec), dialect)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(sql: str, dialect: str) -> exp.Query:
+    tree = sqlglot.parse_one(sql, read=dialect)
     assert isinstance(tree, exp.Query)
     return tree
 

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 BREAKGLASS_ROLES: Final = frozenset({Role.CLINICIAN, Role.NURSE, Role.DEPARTMENT_HEAD})
 # A justification shorter than this says nothing a reviewer can check ("emergency").
 MIN_JUSTIFICATION_CHARS: Final = 20
+_SUBJECT_CHARS: Final = Notification._meta.get_field("subject").max_length
 
 
 class AccessError(Exception):
@@ -49,7 +50,8 @@ class AccessError(Exception):
 # --- Policy ---------------------------------------------------------------------------------------------
 
 
-def _bump_policy_version() -> None:
+def policy_version_bump() -> None:
+    """Make every process reload the policy (after rules were written other than through these services)."""
     PolicyState.objects.get_or_create(pk=1)
     PolicyState.objects.filter(pk=1).update(version=F("version") + 1)
     transaction.on_commit(reload_policy)
@@ -62,7 +64,7 @@ def policy_rule_save(*, rule: PolicyRule, changed_by: AbstractBaseUser) -> Polic
     before = model_to_dict(PolicyRule.objects.get(pk=rule.pk)) if rule.pk else None
     rule.updated_by = changed_by.get_username()
     rule.save()
-    _bump_policy_version()
+    policy_version_bump()
     audit_record(
         user=changed_by,
         kind=EventKind.POLICY_CHANGE,
@@ -78,7 +80,7 @@ def policy_rule_delete(*, rule: PolicyRule, changed_by: AbstractBaseUser) -> Non
     before = model_to_dict(rule)
     pk = rule.pk
     rule.delete()
-    _bump_policy_version()
+    policy_version_bump()
     audit_record(
         user=changed_by,
         kind=EventKind.POLICY_CHANGE,
@@ -95,7 +97,7 @@ def policy_load_defaults() -> int:
     PolicyRule.objects.bulk_create(
         PolicyRule(**rule._asdict(), updated_by="default policy") for rule in DEFAULT_RULES
     )
-    _bump_policy_version()
+    policy_version_bump()
     return len(DEFAULT_RULES)
 
 
@@ -180,6 +182,7 @@ def breakglass_open(
                 "scope": scope,
                 "subject_id": subject_id,
                 "careunit": careunit,
+                "minutes": minutes,
             },
         )
         return AccessError(message, code=code)
@@ -289,10 +292,11 @@ def _open(
     heading = "ESCALATED: " if session.escalated else ""
     _notify(
         users=_security_officers(),
-        subject=f"{heading}Break-glass opened by {session.username} ({session.target()})",
+        # Cut to the column's length: a long username or unit name must not make the opening fail.
+        subject=f"{heading}Break-glass opened by {session.username} ({session.target()})"[:_SUBJECT_CHARS],
         body=(
             f"{session.username} ({session.get_role_display()}) opened break-glass access to "
-            f"{session.target()} at {now:%Y-%m-%d %H:%M} UTC for {minutes} minutes.\n"
+            f"{session.target()} at {_utc(now)} UTC for {minutes} minutes.\n"
             f"Reason: {session.get_reason_code_display()}\nJustification: {session.justification}\n"
             + (
                 f"This is their use number {recent + 1} in 7 days "
@@ -336,17 +340,49 @@ def _end(session: BreakGlassSession, now: dt.datetime, why: str, note: str = "")
     )
 
 
-@transaction.atomic
+def _refused(
+    user: User, kind: str, error: AccessError, session_id: int, details: dict[str, object]
+) -> AccessError:
+    """Record a refused break-glass action; called after the transaction rolled back, so it stays."""
+    audit_record(
+        user=user,
+        kind=kind,
+        status=EventStatus.DENIED,
+        breakglass_session_id=session_id,
+        message=error.message,
+        details={"code": error.code, **details},
+    )
+    return error
+
+
 def breakglass_end(*, user: User, session_id: int, now: dt.datetime | None = None) -> BreakGlassSession:
-    """End one's own open session early."""
+    """End one's own open session early; a refusal is recorded in the audit trail and raised."""
     now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            return _end_early(user, session_id, now)
+    except AccessError as error:
+        raise _refused(user, EventKind.BREAKGLASS_CLOSE, error, session_id, {}) from None
+
+
+def _end_early(user: User, session_id: int, now: dt.datetime) -> BreakGlassSession:
     session = BreakGlassSession.objects.select_for_update().filter(pk=session_id, user=user).first()
     if session is None:
         raise AccessError("There is no such break-glass session of yours.", code="not_found")
-    if session.ended_at is not None or session.expires_at <= now:
-        raise AccessError("This break-glass session has already ended.", code="ended")
+    if session.ended_at is not None:
+        raise AccessError(
+            f"This break-glass session already ended at {_utc(session.ended_at)} UTC.", code="ended"
+        )
+    if session.expires_at <= now:
+        raise AccessError(
+            f"This break-glass session expired at {_utc(session.expires_at)} UTC.", code="ended"
+        )
     _end(session, now, BreakGlassSession.EndReason.ENDED)
     return session
+
+
+def _utc(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M}"
 
 
 @transaction.atomic
@@ -361,12 +397,21 @@ def breakglass_expire_due(*, now: dt.datetime | None = None) -> int:
     return len(due)
 
 
-@transaction.atomic
 def breakglass_review(
     *, officer: User, session_id: int, outcome: str, notes: str, now: dt.datetime | None = None
 ) -> BreakGlassSession:
-    """A security officer closes the review item of a session."""
+    """A security officer closes the review item of a session; a refusal is recorded and raised."""
     now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            return _review(officer, session_id, outcome, notes, now)
+    except AccessError as error:
+        raise _refused(
+            officer, EventKind.BREAKGLASS_REVIEW, error, session_id, {"outcome": outcome}
+        ) from None
+
+
+def _review(officer: User, session_id: int, outcome: str, notes: str, now: dt.datetime) -> BreakGlassSession:
     profile = StaffProfile.objects.filter(user=officer).first()
     if profile is None or profile.role != Role.SECURITY_OFFICER:
         raise AccessError("Only the privacy office reviews break-glass sessions.", code="role")

@@ -35,6 +35,9 @@ class Subject:
     breakglass: Grant | None
     clock: dt.datetime  # the real time: break-glass expiry, project dates, time-of-day rules
     data_now: dt.datetime  # the warehouse's "now": what a current stay or a recent discharge means
+    # The user's last break-glass session if it ended within the last shift: a refusal can then say
+    # that the emergency access has ended rather than leave them guessing.
+    lapsed_breakglass: Grant | None = None
 
     def context(self) -> Context:
         local = self.clock
@@ -68,6 +71,26 @@ def open_grant(user_id: int, clock: dt.datetime) -> Grant | None:
     return Grant(session.pk, session.scope, session.subject_id, session.careunit, session.expires_at)
 
 
+# A break-glass session that ended longer ago than this is history, not news to the person asking.
+_LAPSED_NOTICE = dt.timedelta(hours=12)
+
+
+def lapsed_grant(user_id: int, clock: dt.datetime) -> Grant | None:
+    session = (
+        BreakGlassSession.objects.filter(
+            user_id=user_id, opened_at__lte=clock, opened_at__gt=clock - _LAPSED_NOTICE
+        )
+        .order_by("-opened_at")
+        .first()
+    )
+    if session is None:
+        return None
+    ended = min(session.expires_at, session.ended_at or session.expires_at)
+    if ended > clock:
+        return None
+    return Grant(session.pk, session.scope, session.subject_id, session.careunit, ended)
+
+
 def subject_for(
     *, user: AbstractBaseUser | AnonymousUser, clock: dt.datetime, data_now: dt.datetime
 ) -> Subject:
@@ -87,4 +110,5 @@ def subject_for(
         breakglass=open_grant(int(user.pk), clock) if profile else None,
         clock=clock,
         data_now=data_now,
+        lapsed_breakglass=lapsed_grant(int(user.pk), clock) if profile else None,
     )

@@ -21,7 +21,12 @@ django.setup()
 
 import psycopg  # noqa: E402
 
-from benchmarks.nlq import bench_understanding  # noqa: E402
+from benchmarks.access import (  # noqa: E402
+    bench_decide_rewrite,
+    bench_pipeline_overhead,
+    throwaway_app_database,
+)
+from benchmarks.nlq import SHARED, bench_understanding  # noqa: E402
 from benchmarks.warehouse_queries import QUERIES  # noqa: E402
 from hisplatform.warehouse.loader import load_demo  # noqa: E402
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target, writer_connection  # noqa: E402
@@ -77,7 +82,31 @@ def _query_times(target: WarehouseTarget, ref: dt.date, repeats: int) -> dict[st
     return times
 
 
-def bench_warehouse(dialect: str, patients: int, seed: int, ref: dt.date, repeats: int) -> dict[str, Any]:
+def _gold_sql() -> list[str]:
+    path = SHARED / "valid" / "data.json"
+    if not path.exists():
+        return []
+    return [
+        item["query"]
+        for item in json.loads(path.read_text())["data"]
+        if item.get("query") not in (None, "null")
+    ]
+
+
+def bench_access(target: WarehouseTarget, ref: dt.date, repeats: int) -> dict[str, Any]:
+    noon = dt.datetime.combine(ref, dt.time(12, 0), tzinfo=dt.UTC)
+    result: dict[str, Any] = {}
+    with throwaway_app_database():
+        gold = _gold_sql()
+        if gold:
+            result["decide_rewrite"] = bench_decide_rewrite(target, gold, noon)
+        result["pipeline"] = bench_pipeline_overhead(target, noon, repeats)
+    return result
+
+
+def bench_warehouse(
+    dialect: str, patients: int, seed: int, ref: dt.date, repeats: int, sections: set[str]
+) -> dict[str, Any]:
     if dialect == "sqlite":
         path = ROOT / "var" / "bench" / f"warehouse-{patients}.sqlite3"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,13 +125,42 @@ def bench_warehouse(dialect: str, patients: int, seed: int, ref: dt.date, repeat
         "total_rows": sum(report.row_counts.values()),
         "seed_seconds": round(report.seconds, 1),
         "size_mb": round(_size_bytes(target) / 1e6, 1),
-        "query_ms": {k: round(v, 2) for k, v in _query_times(target, ref, repeats).items()},
+        "query_ms": {k: round(v, 2) for k, v in _query_times(target, ref, repeats).items()}
+        if "warehouse" in sections
+        else {},
     }
+    if "access" in sections:
+        result["access"] = bench_access(target, ref, repeats)
     if dialect == "postgres":
         # 1.5 GB at the default size: give the space back (the SQLite file is kept for later runs).
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return result
+
+
+def _print_access(access: dict[str, Any], repeats: int) -> None:
+    decide = access.get("decide_rewrite")
+    if decide:
+        print(
+            f"  decide + rewrite, {decide['rules']:,} policy rules, {decide['queries']} EHRSQL gold queries: "
+            f"p50 {decide['warm']['p50_ms']} ms, p99 {decide['warm']['p99_ms']} ms "
+            f"(decision cache cleared before each: p50 {decide['uncached']['p50_ms']} ms, "
+            f"p99 {decide['uncached']['p99_ms']} ms)"
+        )
+    pipeline = access["pipeline"]
+    print(f"  whole pipeline (answer_question) against the raw generated SQL, medians of {repeats}:")
+    for row in pipeline["questions"]:
+        print(
+            f"    raw {row['raw_ms']:8.1f} ms | department head {row['head.nguyen_ms']:8.1f} ms "
+            f"({row['head.nguyen_overhead']:+.0%}) | clinician {row['dr.carter_ms']:8.1f} ms "
+            f"({row['dr.carter_overhead']:+.0%})  {row['question']}"
+        )
+    overhead = pipeline["median_overhead"]
+    if overhead:
+        print(
+            f"    median overhead: department head {overhead['head.nguyen']:+.0%}, "
+            f"clinician {overhead['dr.carter']:+.0%}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,17 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 25))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dialects", default="sqlite,postgres")
-    parser.add_argument("--sections", default="nlq,warehouse", help="comma-separated: nlq, warehouse")
+    parser.add_argument(
+        "--sections", default="nlq,warehouse,access", help="comma-separated: nlq, warehouse, access"
+    )
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
 
     understanding = bench_understanding() if "nlq" in sections else None
     results = (
         [
-            bench_warehouse(d, args.patients, args.seed, args.reference_date, args.repeats)
+            bench_warehouse(d, args.patients, args.seed, args.reference_date, args.repeats, sections)
             for d in args.dialects.split(",")
         ]
-        if "warehouse" in sections
+        if {"warehouse", "access"} & sections
         else []
     )
     for result in results:
@@ -134,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  database size: {result['size_mb']:.1f} MB")
         for name, ms in result["query_ms"].items():
             print(f"  raw query, median of {args.repeats}: {ms:9.2f} ms  {name}")
+        if "access" in result:
+            _print_access(result["access"], args.repeats)
     out = ROOT / "var" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"nlq": understanding, "warehouse": results}, indent=2))

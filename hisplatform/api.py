@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accessctl.models import Purpose
+from accessctl.models import BreakGlassReason, BreakGlassScope, BreakGlassSession, Purpose
+from accessctl.services import AccessError, breakglass_end, breakglass_open, breakglass_review
 from audit.models import EventKind, EventStatus
 from audit.services import audit_record
 from audit.signals import client_details
@@ -108,3 +110,111 @@ class AskApi(APIView):
         if answer.status == ERROR:
             code = _ERROR_STATUS.get(answer.code, status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(answer.as_dict(), status=code)
+
+
+class BreakGlassInput(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.ChoiceField(choices=BreakGlassReason.choices)
+    justification = serializers.CharField(max_length=4000)
+    password = serializers.CharField(max_length=512, trim_whitespace=False, style={"input_type": "password"})
+    scope = serializers.ChoiceField(choices=BreakGlassScope.choices)
+    subject_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    careunit = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    minutes = serializers.IntegerField(required=False, min_value=1, max_value=60)
+
+
+class BreakGlassOutput(serializers.ModelSerializer[BreakGlassSession]):
+    class Meta:
+        model = BreakGlassSession
+        fields = [
+            "id", "username", "reason_code", "justification", "scope", "subject_id", "careunit", "opened_at",
+            "expires_at", "ended_at", "end_reason", "escalated", "queries", "review",
+        ]  # fmt: skip
+
+
+class ReviewInput(serializers.Serializer[dict[str, Any]]):
+    outcome = serializers.ChoiceField(
+        choices=[BreakGlassSession.Review.APPROPRIATE, BreakGlassSession.Review.INAPPROPRIATE]
+    )
+    notes = serializers.CharField(max_length=4000)
+
+
+def _refused(error: AccessError) -> Response:
+    forbidden = error.code in ("role", "password", "own_session", "self")
+    missing = error.code == "not_found"
+    code = status.HTTP_403_FORBIDDEN if forbidden else status.HTTP_404_NOT_FOUND if missing else 400
+    return Response({"code": error.code, "message": error.message}, status=code)
+
+
+def _invalid(form: serializers.Serializer[dict[str, Any]]) -> Response:
+    return Response(
+        {
+            "code": "invalid_request",
+            "message": "The request is not valid: "
+            + "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()),
+            "details": form.errors,
+        },
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+
+
+class BreakGlassOpenApi(APIView):
+    """Open emergency access to one patient or one unit: a coded reason, a justification, your password."""
+
+    @extend_schema(
+        request=BreakGlassInput, responses={201: BreakGlassOutput, 400: ErrorOutput, 403: ErrorOutput}
+    )
+    def post(self, request: Request) -> Response:
+        form = BreakGlassInput(data=request.data)
+        if not form.is_valid():
+            return _invalid(form)
+        data = form.validated_data
+        assert isinstance(request.user, User)
+        try:
+            session = breakglass_open(
+                user=request.user,
+                reason=data["reason"],
+                justification=data["justification"],
+                password=data["password"],
+                scope=data["scope"],
+                subject_id=data.get("subject_id"),
+                careunit=data.get("careunit", ""),
+                minutes=data.get("minutes"),
+                **client_details(request._request),
+            )
+        except AccessError as error:
+            return _refused(error)
+        return Response(BreakGlassOutput(session).data, status=status.HTTP_201_CREATED)
+
+
+class BreakGlassEndApi(APIView):
+    """End your own open break-glass session early."""
+
+    @extend_schema(request=None, responses={200: BreakGlassOutput, 400: ErrorOutput, 404: ErrorOutput})
+    def post(self, request: Request, session_id: int) -> Response:
+        assert isinstance(request.user, User)
+        try:
+            session = breakglass_end(user=request.user, session_id=session_id)
+        except AccessError as error:
+            return _refused(error)
+        return Response(BreakGlassOutput(session).data)
+
+
+class BreakGlassReviewApi(APIView):
+    """Close the review of an ended break-glass session (security officers)."""
+
+    @extend_schema(request=ReviewInput, responses={200: BreakGlassOutput, 400: ErrorOutput, 403: ErrorOutput})
+    def post(self, request: Request, session_id: int) -> Response:
+        form = ReviewInput(data=request.data)
+        if not form.is_valid():
+            return _invalid(form)
+        assert isinstance(request.user, User)
+        try:
+            session = breakglass_review(
+                officer=request.user,
+                session_id=session_id,
+                outcome=form.validated_data["outcome"],
+                notes=form.validated_data["notes"],
+            )
+        except AccessError as error:
+            return _refused(error)
+        return Response(BreakGlassOutput(session).data)

@@ -119,7 +119,7 @@ def answer_question(
     run = _Run(question=question if isinstance(question, str) else "", subject=subject)
     run.details["channel"] = channel
     try:
-        answer = _answer(run, purpose, confirm_special, target)
+        answer = _after_breakglass(run, _answer(run, purpose, confirm_special, target))
     except Exception:
         # Our own fault: the person gets a plain message with a reference, the log the traceback
         # (never the question, which may name a patient).
@@ -201,6 +201,28 @@ def _answer(run: _Run, purpose: str | None, confirm_special: bool, target: Wareh
     return _run_sql(run, sql, target, catalog, confirm_special, plan)
 
 
+def _after_breakglass(run: _Run, answer: Answer) -> Answer:
+    """A refusal that an ended break-glass session explains says so, instead of a bare refusal."""
+    lapsed = run.subject.lapsed_breakglass
+    if lapsed is None or run.subject.breakglass is not None or answer.status != DENIED:
+        return answer
+    if answer.code not in ("out_of_scope", "policy_denied"):
+        return answer
+    refused = run.details.get("refused_patients", [])
+    about_target = lapsed.scope == "unit" or f"patient {lapsed.subject_id}" in refused
+    if run.purpose not in (Purpose.BTG, Purpose.ETREAT) and not about_target:
+        return answer
+    target = f"patient {lapsed.subject_id}" if lapsed.scope == "patient" else f"unit {lapsed.careunit}"
+    answer.code = "breakglass_expired"
+    ended = lapsed.expires_at.astimezone(dt.UTC)
+    answer.message = (
+        f"Your break-glass access to {target} ended at {ended:%H:%M} UTC, so this is no longer shown."
+        " If the emergency continues, open break-glass again with a new justification."
+    )
+    run.details["lapsed_breakglass_session"] = lapsed.session_id
+    return answer
+
+
 def _default_purpose(subject: Subject) -> str:
     if subject.breakglass is not None:
         return Purpose.BTG
@@ -253,7 +275,12 @@ def _run_sql(
             )
     allowed = set(classes.values())
     policy = read_policy(
-        decision=decision, subject=subject, dialect=target.dialect, catalog=catalog, allowed_classes=allowed
+        decision=decision,
+        subject=subject,
+        dialect=target.dialect,
+        catalog=catalog,
+        allowed_classes=allowed,
+        only=inspected.tables,
     )
     try:
         safe = rewrite(inspected, policy)
@@ -273,6 +300,7 @@ def _run_sql(
             catalog=catalog,
             allowed_classes=allowed,
             hide_special=confirm_pending,
+            only=inspected.tables,
         )
         try:
             without = execute_readonly(rewrite(inspected, hidden).sql, target=target)
@@ -428,7 +456,7 @@ def _abstain(run: _Run, plan: Unanswerable, target: WarehouseTarget, catalog: Ca
     return Answer(
         ABSTAINED,
         message,
-        code="not_understood",
+        code=plan.code,
         suggestions=_scoped_suggestions(plan.suggestions, run, target, catalog),
     )
 

@@ -40,7 +40,16 @@ ADMIN_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
             for action in ("view", "add", "change", "delete")
         ),
     ),
-    Role.SECURITY_OFFICER: ("Privacy office", ("audit.view_auditevent",)),
+    # The privacy office owns the access policy and reviews break-glass use and purpose confirmations.
+    Role.SECURITY_OFFICER: (
+        "Privacy office",
+        (
+            "audit.view_auditevent",
+            *(f"accessctl.{action}_policyrule" for action in ("view", "add", "change", "delete")),
+            "accessctl.view_breakglasssession",
+            "accessctl.view_purposeconfirmation",
+        ),
+    ),
 }
 
 

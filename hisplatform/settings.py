@@ -147,7 +147,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Hospital analytics platform API", "VERSION": "1"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Hospital analytics platform API",
+    "VERSION": "1",
+    # One name for each choice set used by several serializers.
+    "ENUM_NAME_OVERRIDES": {"BreakGlassReasonEnum": "accessctl.models.BreakGlassReason"},
+}
 
 # Extra semantic-layer YAML files a hospital adds (synonyms, sensitivity overrides, measures).
 NLQ_SEMANTIC_EXTRA = env_list("NLQ_SEMANTIC_EXTRA", [])

@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from hisplatform import views
-from hisplatform.api import AskApi
+from hisplatform.api import AskApi, BreakGlassEndApi, BreakGlassOpenApi, BreakGlassReviewApi
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,5 +13,12 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/ask", AskApi.as_view(), name="api-ask"),
+    path("api/v1/breakglass", BreakGlassOpenApi.as_view(), name="api-breakglass-open"),
+    path("api/v1/breakglass/<int:session_id>/end", BreakGlassEndApi.as_view(), name="api-breakglass-end"),
+    path(
+        "api/v1/breakglass/<int:session_id>/review",
+        BreakGlassReviewApi.as_view(),
+        name="api-breakglass-review",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -33,6 +33,7 @@ from nlquery.reading import read_question
 from nlquery.semantic import semantic_layer
 from nlquery.semantic.loader import SemanticLayer
 from nlquery.sqlparts import Ctx, TimeCompileError
+from nlquery.timeexpr import impossible_dates
 
 # Questions longer than this are refused before any reading: no clinician types a 1,000-character
 # question, and bounding the input bounds the work.
@@ -157,11 +158,22 @@ def understand(
 ) -> QueryPlan | Unanswerable:
     text = clean(question)
     if not text:
-        return Unanswerable("The question is empty.", suggestions=suggestions("patient", target))
+        return Unanswerable(
+            "The question is empty.", suggestions=suggestions("patient", target), code="empty_question"
+        )
     if len(text) > MAX_QUESTION_CHARS:
         return Unanswerable(
             f"The question is {len(text):,} characters long; ask it in at most {MAX_QUESTION_CHARS:,}.",
             suggestions=suggestions("patient", target),
+            code="question_too_long",
+        )
+    impossible = impossible_dates(text)
+    if impossible:
+        return Unanswerable(
+            f"{impossible[0]} is not a date on the calendar; check the day and month.",
+            not_understood=tuple(f"the date {date}" for date in impossible),
+            suggestions=suggestions("patient", target),
+            code="bad_date",
         )
     found = read_question(text, matcher)
     understood = _understood(found)

@@ -18,3 +18,4 @@ class Unanswerable:
     not_understood: tuple[str, ...] = ()
     suggestions: tuple[str, ...] = ()
     confidence: float = 0.0
+    code: str = "not_understood"  # stable, for the API: not_understood, bad_date, empty_question, ...

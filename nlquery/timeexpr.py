@@ -6,8 +6,10 @@ interpretation can say what was understood and the parser can tell what is left 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from nlquery.patterns import number
 
@@ -165,7 +167,7 @@ def _build(name: str, m: re.Match[str]) -> TimeConstraint | None:
             month, day, year = int(g[1]), int(g[2]), int(g[3])
         else:
             year, month, day = int(g[1]), int(g[2]), int(g[3])
-        if not (1 <= month <= 12 and 1 <= day <= 31):
+        if not _real_date(year, month, day):
             return None
         return TimeConstraint("abs", op=_op(g[0]), year=year, month=month, day=day)
     if name == "abs_my":
@@ -198,6 +200,30 @@ def _build(name: str, m: re.Match[str]) -> TimeConstraint | None:
     if name == "ordinal":
         return TimeConstraint("ordinal", which=_WHICH[g[0]])
     raise AssertionError(name)
+
+
+def _real_date(year: int, month: int, day: int) -> bool:
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+_DATE_LIKE: Final = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b|\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+
+
+def impossible_dates(question: str) -> list[str]:
+    """Dates written in full (2026-02-30, 02/30/2026) that no calendar has."""
+    found: list[str] = []
+    for match in _DATE_LIKE.finditer(question):
+        if match[1]:
+            year, month, day = int(match[1]), int(match[2]), int(match[3])
+        else:
+            month, day, year = int(match[4]), int(match[5]), int(match[6])
+        if not _real_date(year, month, day):
+            found.append(match[0])
+    return found
 
 
 def find_time_constraints(question: str) -> list[TimeConstraint]:
