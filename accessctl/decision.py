@@ -149,7 +149,12 @@ def decide(
             purpose,
             "no_profile",
         )
-    touched = sorted(set(data_classes))
+    classes = set(data_classes)
+    if DataClass.FREE_TEXT in classes:
+        # Notes quote names, MRNs, ID numbers and phone numbers: reading them is reading direct
+        # identifiers, under that class's rules and masks.
+        classes.add(DataClass.IDENTIFIER_DIRECT)
+    touched = sorted(classes)
     asked = (
         touched + (list(PROTECTED_CLASSES) if patient_rows else []) + (list(SPECIAL_CLASSES) if coded else [])
     )

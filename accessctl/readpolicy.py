@@ -73,6 +73,42 @@ def _mask(kind: str, column: str, dialect: str) -> exp.Expr:
     return mask_expression(kind, column, dialect)
 
 
+@functools.lru_cache(maxsize=4096)
+def _table_view(
+    layer_id: int,
+    name: str,
+    columns: tuple[str, ...],
+    allowed: frozenset[str],
+    masks: tuple[tuple[str, str], ...],
+    hidden: frozenset[str],
+    patient: bool,
+    dialect: str,
+) -> TableView:
+    """One table's view; the same arguments give the same (shared, never changed) view, so the
+    guard can reuse what it built from it. `layer_id` keys the semantic layer the classes came from."""
+    layer = semantic_layer()
+    kinds = {column.split(".", 1)[1]: kind for column, kind in masks}
+    shown: list[tuple[str, exp.Expr]] = []
+    for column in columns:
+        try:
+            sensitivity = layer.sensitivity_of(name, column)
+        except KeyError:
+            sensitivity = "unclassified"
+        if sensitivity not in allowed:
+            shown.append((column, exp.Null()))
+        elif column in kinds:
+            shown.append((column, _mask(kinds[column], column, dialect)))
+        else:
+            shown.append((column, exp.column(column)))
+    conditions: list[exp.Expr] = []
+    if patient:
+        conditions.append(_IN_SCOPE)
+    special = special_rows(name, hidden) if hidden else None
+    if special is not None:
+        conditions.append(exp.not_(exp.paren(special)))
+    return TableView(tuple(shown), exp.and_(*conditions) if conditions else None)
+
+
 def column_classes(columns: Iterable[str]) -> dict[str, str]:
     """ "table.column" -> its sensitivity class in the semantic layer ("unclassified" when it has none)."""
     layer = semantic_layer()
@@ -117,26 +153,11 @@ def read_policy(
         catalog.columns if only is None else {n: catalog.columns[n] for n in only if n in catalog.columns}
     )
     for name, columns in wanted.items():
-        shown: list[tuple[str, exp.Expr]] = []
-        for column in columns:
-            try:
-                sensitivity = layer.sensitivity_of(name, column)
-            except KeyError:
-                sensitivity = "unclassified"
-            mask = decision.masks.get(f"{name}.{column}")
-            if sensitivity not in allowed:
-                shown.append((column, exp.Null()))
-            elif mask is not None:
-                shown.append((column, _mask(mask, column, dialect)))
-            else:
-                shown.append((column, exp.column(column)))
-        conditions: list[exp.Expr] = []
-        if name in patient_tables:
-            conditions.append(_IN_SCOPE)
-        special = special_rows(name, hidden) if name in CODED_TABLES else None
-        if special is not None:
-            conditions.append(exp.not_(exp.paren(special)))
-        views[name] = TableView(tuple(shown), exp.and_(*conditions) if conditions else None)
+        masks = tuple(sorted((c, k) for c, k in decision.masks.items() if c.startswith(f"{name}.")))
+        views[name] = _table_view(
+            id(layer), name, columns, allowed, masks, hidden if name in CODED_TABLES else frozenset(),
+            name in patient_tables, dialect,
+        )  # fmt: skip
     ctes: tuple[tuple[str, exp.Query], ...] = ()
     if patient_tables:
         ctes = ((SCOPE_CTE, scope_query(subject, scope_spec(decision, catalog), dialect)),)

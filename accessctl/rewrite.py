@@ -11,6 +11,7 @@ a rendering quirk that changed the query's meaning is caught before anything run
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ class SqlRefused(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
+# Compared and hashed by identity: read_policy hands out one shared view per distinct set of
+# arguments, and the guard keys what it builds from a view on that identity.
+@dataclass(frozen=True, eq=False)
 class TableView:
     """What may be read of one warehouse table: which rows, and each column as shown.
 
@@ -220,15 +223,26 @@ def _apply(inspected: Inspected, policy: ReadPolicy, catalog: Mapping[str, Seque
         # Comments are dropped: sqlglot re-emits them, and a comment is no place for anything to hide.
         node.pop_comments()
     for table, name in tables:
-        _replace_with_view(table, name, policy.tables[name])
+        _replace_with_view(table, name)
     for column in tree.find_all(exp.Column):
         # `main.labevents.x` names the table the view now stands for by its plain name.
         column.set("db", None)
         column.set("catalog", None)
-    tree = _prepend_ctes(tree, policy.ctes)
+    built = {
+        view_name(name): _built_view(name, policy.tables[name], policy.dialect)
+        for name in {n for _, n in tables}
+    }
+    views = {name: select.copy() for name, (select, _) in sorted(built.items())}
+    # The views as they must read after the round trip through text; checked by _verify.
+    expected = {name: text for name, (_, text) in built.items()}
+    tree = _prepend_ctes(
+        tree,
+        [(name, query.copy(), True) for name, query in policy.ctes]
+        + [(name, view, False) for name, view in views.items()],
+    )
     limit = _cap(tree, policy.row_cap)
-    text = tree.sql(dialect=policy.dialect)
-    _verify(text, policy, ctes | {name for name, _ in policy.ctes})
+    text = tree.sql(dialect=policy.dialect, copy=False)
+    _verify(text, policy, ctes | {name for name, _ in policy.ctes} | set(views), expected)
     return Rewritten(sql=text, tables=inspected.tables, columns=inspected.columns, limit=limit)
 
 
@@ -483,27 +497,61 @@ def _columns_referenced(
 
 
 def _view(name: str, view: TableView) -> exp.Select:
-    select = exp.select(*(expression.copy().as_(column) for column, expression in view.columns)).from_(
-        exp.to_table(name).as_(SOURCE_ALIAS)
-    )
+    # Listed column by column, never *: a warehouse may hold columns the semantic layer does not
+    # classify, and those must not reach anyone. A plain column keeps its own name without an alias.
+    select = exp.select(
+        *(
+            expression.copy()
+            if isinstance(expression, exp.Column) and expression.name == column
+            else expression.copy().as_(column)
+            for column, expression in view.columns
+        )
+    ).from_(exp.to_table(name).as_(SOURCE_ALIAS))
     if view.rows is not None:
         select = select.where(view.rows.copy())
     return select
 
 
-def _replace_with_view(table: exp.Table, name: str, view: TableView) -> None:
-    # The name the query used, quoted or not as written: on PostgreSQL `FROM labevents AS L` is
-    # then referred to as `L.x` (folded to l), which a quoted "L" would no longer match.
+@functools.lru_cache(maxsize=1024)
+def _built_view(name: str, view: TableView, dialect: str) -> tuple[exp.Select, str]:
+    """A view's SELECT and its text, built once per (shared) view; callers copy the tree."""
+    select = _view(name, view)
+    return select, select.sql(dialect=dialect)
+
+
+def view_name(table: str) -> str:
+    """The reserved CTE that stands for a table's view."""
+    return f"{RESERVED_PREFIX}v_{table}"
+
+
+def _replace_with_view(table: exp.Table, name: str) -> None:
+    """Point the reference at the table's view, under the name the query used for it.
+
+    The name is kept quoted or not as written: on PostgreSQL `FROM labevents AS L` is then referred
+    to as `L.x` (folded to l), which a quoted "L" would no longer match.
+    """
     alias = table.args.get("alias")
     identifier = alias.this if isinstance(alias, exp.TableAlias) else None
     if not isinstance(identifier, exp.Identifier):
         identifier = table.this
-    table.replace(_view(name, view).subquery(identifier.copy()))
+    table.replace(
+        exp.Table(this=exp.to_identifier(view_name(name)), alias=exp.TableAlias(this=identifier.copy()))
+    )
 
 
-def _prepend_ctes(tree: exp.Query, ctes: Iterable[tuple[str, exp.Query]]) -> exp.Query:
+def _prepend_ctes(tree: exp.Query, ctes: Iterable[tuple[str, exp.Query, bool]]) -> exp.Query:
+    """Put the reserved CTEs (name, query it now owns, materialized?) before the query's own.
+
+    Views are NOT MATERIALIZED: each use is planned as if the view were written inline, so the
+    database still pushes the query's own filters into the table's indexes (both engines honour it).
+    """
     reserved = [
-        exp.CTE(this=query.copy(), alias=exp.TableAlias(this=exp.to_identifier(name))) for name, query in ctes
+        exp.CTE(
+            this=query,
+            alias=exp.TableAlias(this=exp.to_identifier(name)),
+            **({"materialized": False} if not materialized else {}),
+        )
+        for name, query, materialized in ctes
     ]
     if not reserved:
         return tree
@@ -534,31 +582,32 @@ def _cap(tree: exp.Query, row_cap: int) -> int:
     return wanted
 
 
-def _verify(text: str, policy: ReadPolicy, ctes: set[str]) -> None:
-    """Parse the rendered SQL again: every table it reads must be the source of one of our views."""
+def _verify(text: str, policy: ReadPolicy, ctes: set[str], expected: Mapping[str, str]) -> None:
+    """Parse the rendered SQL again: every table it reads must be read inside one of our views (or
+    the scope), and every other name it reads from must be a CTE."""
     try:
         statements = sqlglot.parse(text, read=policy.dialect)
     except (ParseError, TokenError, RecursionError):
         raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe") from None
     # parse_one would read only the first of several statements.
     tree = statements[0] if len(statements) == 1 else None
-    if tree is None:
+    if not isinstance(tree, exp.Query):
         raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
-    reserved = {name for name, _ in policy.ctes}
-    expected = {name: _view(name, view).sql(dialect=policy.dialect) for name, view in policy.tables.items()}
+    scopes = {name for name, _ in policy.ctes}
+    top = tree.args.get("with_")
     trusted: set[int] = set()
-    for select in tree.find_all(exp.Select):
-        source = select.args.get("from_")
-        table = source.this if isinstance(source, exp.From) else None
-        if (
-            isinstance(table, exp.Table)
-            and table.alias == SOURCE_ALIAS
-            and expected.get(table.name) == select.sql(dialect=policy.dialect)
-        ):
-            trusted.update(id(node) for node in select.walk())
     for cte in tree.find_all(exp.CTE):
-        if _cte_name(cte, policy.dialect) in reserved and cte.parent is tree.args.get("with_"):
-            trusted.update(id(node) for node in cte.walk())
+        name = _cte_name(cte, policy.dialect)
+        if not name.startswith(RESERVED_PREFIX):
+            continue
+        if cte.parent is not top:
+            raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
+        if name in expected:
+            if cte.this.sql(dialect=policy.dialect, copy=False) != expected[name]:
+                raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
+        elif name not in scopes:
+            raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
+        trusted.update(id(node) for node in cte.this.walk())
     names: dict[int, list[str]] = {}
     for table in tree.find_all(exp.Table):
         if id(table) in trusted:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from sqlglot import exp
 
 from accessctl.decision import DEFAULT_PURPOSE, Decision, decide
+from accessctl.masks import mask_national_ids_in_text
 from accessctl.models import BreakGlassSession, Purpose, PurposeConfirmation
 from accessctl.readpolicy import Catalog, catalog_of, column_classes, read_policy, scope_spec
 from accessctl.rewrite import Inspected, SqlRefused, inspect, rewrite
@@ -323,6 +324,7 @@ def _run_sql(
         run.details["purpose_confirmed"] = sorted(confirm_pending)
 
     rows = [[_json_value(value) for value in row] for row in result.rows]
+    text_masked = _mask_ids_in_text(rows, decision)
     run.row_count = len(rows)
     run.patients = _patients_in(result)
     notices = list(decision.notices)
@@ -333,6 +335,8 @@ def _run_sql(
     masked = {
         column: how for column, how in decision.masked_description().items() if column in set(result.columns)
     }
+    for index in sorted(text_masked):
+        masked[result.columns[index]] = "national ID numbers in the text: first 3 and last 4 characters shown"
     suppressed = (
         [
             {
@@ -356,6 +360,22 @@ def _run_sql(
         suppressed=suppressed,
         notices=notices,
     )
+
+
+def _mask_ids_in_text(rows: list[list[Any]], decision: Decision) -> set[int]:
+    """Mask national ID numbers quoted in text cells where the decision masks the ID column; the
+    indexes of the columns where one was found."""
+    if decision.masks.get("patient_identity.national_id") != "first3last4":
+        return set()
+    changed: set[int] = set()
+    for row in rows:
+        for index, value in enumerate(row):
+            if isinstance(value, str) and len(value) >= 18:
+                masked = mask_national_ids_in_text(value)
+                if masked != value:
+                    row[index] = masked
+                    changed.add(index)
+    return changed
 
 
 def _scope_notice(decision: Decision, subject: Subject) -> str:

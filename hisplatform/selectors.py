@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
+from accessctl.models import Notification
 from hisplatform.models import ROLE_CAPABILITIES, ResearchProject, StaffProfile
 from hisplatform.warehouse.executor import WarehouseError
 from hisplatform.warehouse.organisation import DEPARTMENT_BY_CODE
@@ -26,7 +27,7 @@ def warehouse_status() -> tuple[bool, str]:
 def home_context_for(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
     """What the home page shows this user about themselves: role, department, projects, rights."""
     if not user.is_authenticated or user.pk is None:
-        return {"profile": None, "capabilities": [], "projects": []}
+        return {"profile": None, "capabilities": [], "projects": [], "notifications": []}
     profile = StaffProfile.objects.filter(user_id=user.pk).first()
     today: dt.date = timezone.localdate()
     projects = list(ResearchProject.objects.filter(members__pk=user.pk).order_by("code"))
@@ -38,6 +39,10 @@ def home_context_for(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any
         "department_name": _department_name(profile.department if profile else ""),
         "capabilities": ROLE_CAPABILITIES.get(profile.role, []) if profile else [],
         "projects": [(project, project.is_active_on(today)) for project in projects],
+        # Unread first, newest first: a security officer sees break-glass openings on sign-in.
+        "notifications": list(
+            Notification.objects.filter(user_id=user.pk, read_at__isnull=True).order_by("-created_at")[:20]
+        ),
     }
 
 

@@ -52,6 +52,9 @@ def test_open_end_and_review_over_the_api(
     session = opened.json()
     assert (session["scope"], session["subject_id"], session["review"]) == ("patient", patient, "pending")
 
+    home = _client(sqlite_people, "sec.ito").get("/")
+    assert f"Break-glass opened by dr.okafor (patient {patient})" in home.content.decode()
+
     early = _client(sqlite_people, "sec.ito").post(
         f"/api/v1/breakglass/{session['id']}/review", {"outcome": "appropriate", "notes": "ok"}, format="json"
     )
