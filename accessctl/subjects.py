@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
 
 from accessctl.models import BreakGlassSession
 from accessctl.policy import Context
@@ -58,37 +59,27 @@ class Subject:
         }
 
 
-def open_grant(user_id: int, clock: dt.datetime) -> Grant | None:
-    session = (
-        BreakGlassSession.objects.filter(
-            user_id=user_id, ended_at__isnull=True, expires_at__gt=clock, opened_at__lte=clock
-        )
-        .order_by("-opened_at")
-        .first()
-    )
-    if session is None:
-        return None
-    return Grant(session.pk, session.scope, session.subject_id, session.careunit, session.expires_at)
-
-
 # A break-glass session that ended longer ago than this is history, not news to the person asking.
 _LAPSED_NOTICE = dt.timedelta(hours=12)
 
 
-def lapsed_grant(user_id: int, clock: dt.datetime) -> Grant | None:
-    session = (
-        BreakGlassSession.objects.filter(
-            user_id=user_id, opened_at__lte=clock, opened_at__gt=clock - _LAPSED_NOTICE
-        )
+def grants(user_id: int, clock: dt.datetime) -> tuple[Grant | None, Grant | None]:
+    """(the open session's grant, the last session's if it has ended within _LAPSED_NOTICE), one query."""
+    rows = (
+        BreakGlassSession.objects.filter(user_id=user_id, opened_at__lte=clock)
+        .filter(Q(ended_at__isnull=True, expires_at__gt=clock) | Q(opened_at__gt=clock - _LAPSED_NOTICE))
         .order_by("-opened_at")
-        .first()
+        .values_list("pk", "scope", "subject_id", "careunit", "expires_at", "ended_at")[:5]
     )
-    if session is None:
-        return None
-    ended = min(session.expires_at, session.ended_at or session.expires_at)
-    if ended > clock:
-        return None
-    return Grant(session.pk, session.scope, session.subject_id, session.careunit, ended)
+    sessions = list(rows)
+    for pk, scope, subject_id, careunit, expires_at, ended_at in sessions:
+        if ended_at is None and expires_at > clock:
+            return Grant(pk, scope, subject_id, careunit, expires_at), None
+    if not sessions:
+        return None, None
+    pk, scope, subject_id, careunit, expires_at, ended_at = sessions[0]
+    ended = min(expires_at, ended_at or expires_at)
+    return None, Grant(pk, scope, subject_id, careunit, ended) if ended <= clock else None
 
 
 def subject_for(
@@ -99,6 +90,7 @@ def subject_for(
     profile = StaffProfile.objects.filter(user_id=user.pk).first()
     projects = list(ResearchProject.objects.filter(members__pk=user.pk).order_by("code"))
     day = clock.date()
+    open_now, lapsed = grants(int(user.pk), clock) if profile else (None, None)
     return Subject(
         user_id=int(user.pk),
         username=user.get_username(),
@@ -107,8 +99,8 @@ def subject_for(
         staff_id=profile.staff_id if profile else None,
         projects=tuple(p.code for p in projects if p.is_active_on(day)),
         lapsed_projects=tuple(p.code for p in projects if not p.is_active_on(day)),
-        breakglass=open_grant(int(user.pk), clock) if profile else None,
+        breakglass=open_now,
         clock=clock,
         data_now=data_now,
-        lapsed_breakglass=lapsed_grant(int(user.pk), clock) if profile else None,
+        lapsed_breakglass=lapsed,
     )

@@ -95,7 +95,7 @@ def bench_access(target: WarehouseTarget, ref: dt.date, repeats: int) -> dict[st
     result: dict[str, Any] = {}
     with throwaway_app_database():
         gold = _gold_sql()
-        if gold:
+        if gold and target.dialect == "sqlite":  # EHRSQL's gold SQL is written for SQLite
             result["decide_rewrite"] = bench_decide_rewrite(target, gold, noon)
         ours = hospital_sql(target, noon)
         result["decide_rewrite_compiled"] = bench_decide_rewrite(target, ours, noon)
@@ -152,18 +152,24 @@ def _print_access(access: dict[str, Any], repeats: int) -> None:
                 f"(the guard's last check): p50 {decide['reparse_p50_ms']} ms"
             )
     pipeline = access["pipeline"]
-    print(f"  whole pipeline (answer_question) against the raw generated SQL, medians of {repeats}:")
+    print(
+        f"  the pipeline against the SQL it runs, medians of {repeats} "
+        "(raw: the generated SQL without access control):"
+    )
     for row in pipeline["questions"]:
-        print(
-            f"    raw {row['raw_ms']:8.1f} ms | department head {row['head.nguyen_ms']:8.1f} ms "
-            f"({row['head.nguyen_overhead']:+.0%}) | clinician {row['dr.carter_ms']:8.1f} ms "
-            f"({row['dr.carter_overhead']:+.0%})  {row['question']}"
-        )
+        parts = [f"raw {row['raw_ms']:7.1f} ms"]
+        for username, who in (("head.nguyen", "department head"), ("dr.carter", "clinician")):
+            r = row[username]
+            parts.append(
+                f"{who}: scoped SQL {r['executed_ms']:7.1f} ms ({r['scope_effect']:+.0%} vs raw), "
+                f"pipeline {r['pipeline_ms']:7.1f} ms ({r['overhead']:+.0%})"
+            )
+        print("    " + " | ".join(parts) + f"  {row['question']}")
     overhead = pipeline["median_overhead"]
     if overhead:
         print(
-            f"    median overhead: department head {overhead['head.nguyen']:+.0%}, "
-            f"clinician {overhead['dr.carter']:+.0%}"
+            "    median pipeline overhead over the SQL it runs: "
+            f"department head {overhead['head.nguyen']:+.0%}, clinician {overhead['dr.carter']:+.0%}"
         )
 
 
