@@ -44,7 +44,6 @@ DENIED: Final = "denied"
 ERROR: Final = "error"
 # Roles whose answers include the SQL that was generated; the others get null.
 _SEES_SQL: Final = frozenset({"clinician", "nurse", "department_head", "researcher"})
-_PATIENT_KEYS: Final = ("subject_id", "hadm_id", "stay_id")
 _NOW_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 
@@ -398,47 +397,55 @@ def _scope_notice(decision: Decision, subject: Subject) -> str:
     return "Only patients you may see are included: " + "; ".join(dict.fromkeys(parts)) + "."
 
 
-def _literal_ids(inspected: Inspected) -> dict[str, set[int]]:
-    """Patient keys the query names as literals (subject_id = 10001, hadm_id IN (...))."""
-    named: dict[str, set[int]] = {key: set() for key in _PATIENT_KEYS}
+# Columns whose literal values name one patient, what each is called, and where to look it up.
+_NAMING_COLUMNS: Final = {
+    "subject_id": ("patient", "patients", False),
+    "hadm_id": ("admission", "admissions", False),
+    "stay_id": ("ICU stay", "icustays", False),
+    "mrn": ("MRN", "patient_identity", True),
+    "national_id": ("national ID", "patient_identity", True),
+}
+
+
+def _literal_ids(inspected: Inspected) -> dict[str, set[str]]:
+    """Values the query names a patient by (subject_id = 10001, hadm_id IN (...), mrn = 'MRN...')."""
+    named: dict[str, set[str]] = {key: set() for key in _NAMING_COLUMNS}
     for node in inspected.tree.find_all(exp.EQ, exp.In):
         column = node.this if isinstance(node.this, exp.Column) else node.expression
         if not isinstance(column, exp.Column) or column.name.lower() not in named:
             continue
+        key = column.name.lower()
+        textual = _NAMING_COLUMNS[key][2]
         values = node.expressions if isinstance(node, exp.In) else [node.expression, node.this]
         for value in values:
-            if (
-                isinstance(value, exp.Literal)
-                and not value.is_string
-                and re.fullmatch(r"\d{1,12}", value.this)
-            ):
-                named[column.name.lower()].add(int(value.this))
-    return {key: ids for key, ids in named.items() if ids}
+            if not isinstance(value, exp.Literal) or value.is_string != textual:
+                continue
+            if re.fullmatch(r"[A-Za-z0-9-]{1,30}" if textual else r"\d{1,12}", value.this):
+                named[key].add(value.this)
+    return {key: values for key, values in named.items() if values}
 
 
 def _named_patients_outside_scope(
     inspected: Inspected, subject: Subject, decision: Decision, target: WarehouseTarget, catalog: Catalog
 ) -> list[str]:
+    """Each patient, admission or stay the query names that is outside the subject's scope (or does
+    not exist: the two read alike, so nothing can be learned by asking)."""
     named = _literal_ids(inspected)
     if not named:
         return []
     scope = scope_sql(subject, scope_spec(decision, catalog))
-    lookups = {
-        "subject_id": "SELECT subject_id FROM patients WHERE subject_id IN ({ids})",
-        "hadm_id": "SELECT hadm_id FROM admissions WHERE hadm_id IN ({ids})",
-        "stay_id": "SELECT stay_id FROM icustays WHERE stay_id IN ({ids})",
-    }
     outside: list[str] = []
-    for key, ids in named.items():
-        listed = ", ".join(str(i) for i in sorted(ids))
+    for key, values in named.items():
+        label, table, textual = _NAMING_COLUMNS[key]
+        if table not in catalog.columns:
+            continue  # a de-identified warehouse has no such column: the query fails on its own
+        listed = ", ".join(exp.Literal.string(v).sql() if textual else v for v in sorted(values))
         sql = (
-            f"WITH {SCOPE_CTE} AS ({scope}) "
-            + lookups[key].format(ids=listed)
-            + f" AND subject_id IN (SELECT subject_id FROM {SCOPE_CTE})"
+            f"WITH {SCOPE_CTE} AS ({scope}) SELECT {key} FROM {table} WHERE {key} IN ({listed}) "
+            f"AND subject_id IN (SELECT subject_id FROM {SCOPE_CTE})"
         )
-        found = {int(str(row[0])) for row in execute_readonly(sql, target=target, row_cap=len(ids) + 1).rows}
-        label = {"subject_id": "patient", "hadm_id": "admission", "stay_id": "ICU stay"}[key]
-        outside.extend(f"{label} {i}" for i in sorted(ids - found))
+        found = {str(row[0]) for row in execute_readonly(sql, target=target, row_cap=len(values) + 1).rows}
+        outside.extend(f"{label} {value}" for value in sorted(values - found))
     return outside
 
 

@@ -56,12 +56,12 @@ def _team(username: str) -> str:
     )
 
 
-_PLAIN = "SELECT subject_id FROM patient_identity WHERE vip_flag = 0 AND employee_flag = 0"
+_PLAIN = "SELECT subject_id FROM patient_identity WHERE vip_flag = FALSE AND employee_flag = FALSE"
 _SPECIAL = (
     "SELECT subject_id FROM diagnoses_icd WHERE icd_code LIKE 'icd10|f3%' OR icd_code LIKE 'icd10|b20%' "
     "OR icd_code LIKE 'icd10|f1%' OR icd_code LIKE 'icd10|z21%'"
 )
-_PROTECTED = "SELECT subject_id FROM patient_identity WHERE vip_flag = 1 OR employee_flag = 1"
+_PROTECTED = "SELECT subject_id FROM patient_identity WHERE vip_flag = TRUE OR employee_flag = TRUE"
 _ADMITTED = "SELECT subject_id FROM admissions WHERE dischtime IS NOT NULL"
 
 
@@ -74,8 +74,18 @@ def _first(rows: Callable[[str], list[tuple[object, ...]]], sql: str) -> int:
 
 @pytest.fixture
 def patients(sqlite_warehouse: WarehouseTarget) -> dict[str, int]:
-    """Patients by what they are to the cardiology staff, at noon on the reference day."""
-    rows = rows_of(sqlite_warehouse)
+    return _patients(sqlite_warehouse)
+
+
+_PICKED: dict[str, dict[str, int]] = {}
+
+
+def _patients(target: WarehouseTarget) -> dict[str, int]:
+    """Patients by what they are to the cardiology staff, at noon on the reference day (the two
+    warehouses are seeded alike, so they agree; computed once per warehouse)."""
+    if target.url in _PICKED:
+        return _PICKED[target.url]
+    rows = rows_of(target)
     recent_card = (
         f"SELECT subject_id FROM transfers WHERE careunit IN ({_units('CARD')}) "
         f"AND outtime BETWEEN '{(NOON - dt.timedelta(days=25)):%Y-%m-%d} 00:00:00' "
@@ -85,7 +95,7 @@ def patients(sqlite_warehouse: WarehouseTarget) -> dict[str, int]:
         f"SELECT subject_id FROM transfers WHERE careunit IN ({_units('CARD')}) "
         f"AND (outtime IS NULL OR outtime >= '{(NOON - dt.timedelta(days=40)):%Y-%m-%d} 00:00:00')"
     )
-    return {
+    picked = _PICKED[target.url] = {
         "in_care": _first(
             rows,
             f"{_current('CARD')} AND subject_id IN ({_PLAIN}) AND subject_id NOT IN ({_SPECIAL}) "
@@ -115,6 +125,7 @@ def patients(sqlite_warehouse: WarehouseTarget) -> dict[str, int]:
             rows, f"{_current('CARD')} AND subject_id IN ({_PLAIN}) AND subject_id IN ({_SPECIAL})"
         ),
     }
+    return picked
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,7 @@ IDENTITY = "sql:SELECT mrn, national_id, given_name, family_name FROM patient_id
 NOTES = "sql:SELECT note_type, charttime, text FROM notes WHERE subject_id = {p} ORDER BY charttime"
 COST = "sql:SELECT SUM(cost) FROM cost WHERE subject_id = {p}"
 UNITS = "sql:SELECT careunit, beds FROM care_units ORDER BY careunit"
+BY_MRN = "sql:SELECT given_name, family_name FROM patient_identity WHERE mrn = '{mrn}'"
 
 CASES: tuple[Case, ...] = (
     # Clinician: scope is the care relationship.
@@ -152,6 +164,8 @@ CASES: tuple[Case, ...] = (
     Case("clinician dates in care", "dr.carter", "identifier_indirect", "in_care", DOB, "answered"),
     Case("clinician identity masked", "dr.carter", "identifier_direct", "in_care", IDENTITY, "answered"),
     Case("clinician identity other", "dr.carter", "identifier_direct", "other", IDENTITY, "denied", "out_of_scope"),
+    Case("clinician by mrn in care", "dr.carter", "identifier_direct", "in_care", BY_MRN, "answered"),
+    Case("clinician by mrn other", "dr.carter", "identifier_direct", "other", BY_MRN, "denied", "out_of_scope"),
     Case("clinician notes in care", "dr.carter", "free_text", "in_care", NOTES, "answered"),
     Case("clinician charges", "dr.carter", "financial", "in_care", COST, "denied", "policy_denied"),
     Case("clinician organisation", "dr.carter", "organisational", "", UNITS, "answered"),
@@ -216,11 +230,12 @@ def _open_glass(user: User, subject_id: int, state: str) -> None:
 
 def _run(case: Case, user: User, patients: dict[str, int], target: WarehouseTarget) -> Answer:
     subject = patients.get(case.patient, 0)
+    mrn = rows_of(target)(f"SELECT mrn FROM patient_identity WHERE subject_id = {subject}") if subject else []
     if case.breakglass != "none":
         _open_glass(user, patients["in_care"], case.breakglass)
     if case.ask.startswith("sql:"):
         return answer_sql(
-            user=user, sql=case.ask[4:].format(p=subject), purpose=case.purpose, confirm_special=case.confirm,
+            user=user, sql=case.ask[4:].format(p=subject, mrn=mrn[0][0] if mrn else ""), purpose=case.purpose, confirm_special=case.confirm,
             now=NOON, target=target,
         )  # fmt: skip
     return answer_question(
@@ -229,17 +244,18 @@ def _run(case: Case, user: User, patients: dict[str, int], target: WarehouseTarg
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_access_matrix(
-    case: Case,
-    sqlite_people: People,
-    expired_researcher: User,
-    patients: dict[str, int],
-    sqlite_warehouse: WarehouseTarget,
+    case: Case, dialect: str, expired_researcher: User, request: pytest.FixtureRequest
 ) -> None:
+    target: WarehouseTarget = request.getfixturevalue(
+        f"{'sqlite' if dialect == 'sqlite' else 'pg'}_warehouse"
+    )
+    hospital: People = request.getfixturevalue(f"{'sqlite' if dialect == 'sqlite' else 'pg'}_people")
     newcomer = StaffProfileFactory.create(user__username="dr.new", role="clinician", department="CARD").user
-    people = dict(sqlite_people, **{"res.lapsed": expired_researcher, "dr.new": newcomer})
-    answer = _run(case, people[case.user], patients, sqlite_warehouse)
+    people = dict(hospital, **{"res.lapsed": expired_researcher, "dr.new": newcomer})
+    answer = _run(case, people[case.user], _patients(target), target)
     assert (answer.status, answer.code) == (case.expect, case.code), answer.message
     event = AuditEvent.objects.get(seq=answer.audit_event or 0)
     assert event.username == case.user
@@ -344,7 +360,7 @@ def test_population_answers_count_only_patients_in_scope(
     by_unit = (
         f"SELECT subject_id FROM transfers WHERE careunit IN ({_units('CARD')}) AND intime <= '{_NOW}' "
         f"AND (outtime IS NULL OR outtime >= '{_WINDOW_START}') "
-        "AND subject_id NOT IN (SELECT subject_id FROM patient_identity WHERE vip_flag = 1 OR employee_flag = 1)"
+        f"AND subject_id NOT IN ({_PROTECTED})"
     )
     own_record = "SELECT subject_id FROM patient_identity pi JOIN staff s ON s.staff_id = pi.staff_id"
     mine = rows(
