@@ -203,20 +203,26 @@ def inspect(
     return Inspected(tree, dialect, tuple(sorted({name for _, name in tables})), tuple(sorted(columns)))
 
 
-def rewrite(sql: str | exp.Expr | Inspected, policy: ReadPolicy) -> Rewritten:
-    """`sql` made safe under `policy`, or SqlRefused saying what it may not do."""
+def rewrite(sql: str | exp.Expr | Inspected, policy: ReadPolicy, *, consume: bool = False) -> Rewritten:
+    """`sql` made safe under `policy`, or SqlRefused saying what it may not do.
+
+    `consume`: an Inspected passed in will not be rewritten again, so its tree is used in place
+    instead of copied first.
+    """
     catalog = {name: [column for column, _ in view.columns] for name, view in policy.tables.items()}
     if not isinstance(sql, Inspected) or sql.dialect != policy.dialect:
         source = sql.tree if isinstance(sql, Inspected) else sql
         sql = inspect(source, dialect=policy.dialect, catalog=catalog, known_tables=policy.known_tables)
     try:
-        return _apply(sql, policy, catalog)
+        return _apply(sql, policy, catalog, consume=consume)
     except RecursionError:
         raise SqlRefused("The query is nested too deeply.", code="sql_too_deep") from None
 
 
-def _apply(inspected: Inspected, policy: ReadPolicy, catalog: Mapping[str, Sequence[str]]) -> Rewritten:
-    tree = inspected.tree.copy()
+def _apply(
+    inspected: Inspected, policy: ReadPolicy, catalog: Mapping[str, Sequence[str]], *, consume: bool
+) -> Rewritten:
+    tree = inspected.tree if consume else inspected.tree.copy()
     _keep_column_names(tree, policy.dialect)
     tables, ctes = _resolve_tables(tree, policy.dialect, catalog, policy.known_tables)
     for node in tree.walk():
@@ -593,30 +599,36 @@ def _verify(text: str, policy: ReadPolicy, ctes: set[str], expected: Mapping[str
     tree = statements[0] if len(statements) == 1 else None
     if not isinstance(tree, exp.Query):
         raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
+    unsafe = SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
     scopes = {name for name, _ in policy.ctes}
     top = tree.args.get("with_")
+    # The reserved CTEs, checked, then not looked into again: their tables are ours to read.
     trusted: set[int] = set()
-    for cte in tree.find_all(exp.CTE):
+    for cte in top.expressions if isinstance(top, exp.With) else ():
         name = _cte_name(cte, policy.dialect)
         if not name.startswith(RESERVED_PREFIX):
             continue
-        if cte.parent is not top:
-            raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
         if name in expected:
             if cte.this.sql(dialect=policy.dialect, copy=False) != expected[name]:
-                raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
+                raise unsafe
         elif name not in scopes:
-            raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
-        trusted.update(id(node) for node in cte.this.walk())
+            raise unsafe
+        trusted.add(id(cte.this))
     names: dict[int, list[str]] = {}
-    for table in tree.find_all(exp.Table):
-        if id(table) in trusted:
+    for node in tree.walk(prune=lambda n: id(n) in trusted):
+        if id(node) in trusted:
             continue
-        name = _name(table.this, policy.dialect) if isinstance(table.this, exp.Identifier) else ""
+        if isinstance(node, exp.CTE) and _cte_name(node, policy.dialect).startswith(RESERVED_PREFIX):
+            if node.parent is not top:
+                raise unsafe  # a reserved name anywhere but the top-level WITH
+            continue
+        if not isinstance(node, exp.Table):
+            continue
+        name = _name(node.this, policy.dialect) if isinstance(node.this, exp.Identifier) else ""
         if (
-            table.args.get("db") is None
+            node.args.get("db") is None
             and name in ctes
-            and _resolves_to_cte(table, name, policy.dialect, names)
+            and _resolves_to_cte(node, name, policy.dialect, names)
         ):
             continue
-        raise SqlRefused("The query could not be made safe to run.", code="sql_unsafe")
+        raise unsafe

@@ -282,8 +282,11 @@ def _run_sql(
         allowed_classes=allowed,
         only=inspected.tables,
     )
+    confirm_pending = decision.confirm if coded else frozenset()
+    probe = bool(confirm_pending) and not confirm_special
     try:
-        safe = rewrite(inspected, policy)
+        # The special-category probe rewrites the same query a second time: keep its tree then.
+        safe = rewrite(inspected, policy, consume=not probe)
         run.sql_executed = safe.sql
         result = execute_readonly(safe.sql, target=target)
     except SqlRefused as refused:
@@ -291,8 +294,7 @@ def _run_sql(
     except WarehouseError as error:
         return Answer(ERROR, error.message, code=error.code, interpretation=interpretation)
 
-    confirm_pending = decision.confirm if coded else frozenset()
-    if confirm_pending and not confirm_special:
+    if probe:
         hidden = read_policy(
             decision=decision,
             subject=subject,
@@ -303,7 +305,7 @@ def _run_sql(
             only=inspected.tables,
         )
         try:
-            without = execute_readonly(rewrite(inspected, hidden).sql, target=target)
+            without = execute_readonly(rewrite(inspected, hidden, consume=True).sql, target=target)
         except (SqlRefused, WarehouseError) as error:
             return Answer(ERROR, getattr(error, "message", str(error)), code="special_probe_failed")
         if without.rows != result.rows or without.truncated != result.truncated:
