@@ -19,9 +19,12 @@ from accessctl.policy import ClassDecision, decide_classes
 from accessctl.special import describe as describe_categories
 from accessctl.subjects import Subject
 from hisplatform.models import Role
+from nlquery.semantic import semantic_layer
 
 SPECIAL_CLASSES: Final = tuple(c for c in DataClass.values if c.startswith("special:"))
 PROTECTED_CLASSES: Final = (DataClass.PATIENT_VIP.value, DataClass.PATIENT_EMPLOYEE.value)
+# The ID masks that keep a recognisable part (their text-ID mask keeps the same ends).
+_KEEPS_ENDS: Final = frozenset({"first3last4", "first4", "last4"})
 # Stricter masks win when two rules mask the same column differently.
 _MASK_STRENGTH: Final = {
     "null": 6,
@@ -138,7 +141,13 @@ def _denied(subject: Subject, purpose: str, decision: ClassDecision) -> str:
 
 
 def decide(
-    *, subject: Subject, purpose: str, data_classes: Iterable[str], patient_rows: bool, coded: bool
+    *,
+    subject: Subject,
+    purpose: str,
+    data_classes: Iterable[str],
+    patient_rows: bool,
+    coded: bool,
+    patient_classes: Iterable[str] | None = None,
 ) -> Decision:
     """The decision for a query touching `data_classes`; `patient_rows`: it reads tables that carry
     patients; `coded`: it reads coded tables where special categories live."""
@@ -173,7 +182,16 @@ def decide(
     lane = next((kind for kind in ("aggregate", "deidentified") if kind in lanes), "identified")
     if lane != "identified":
         return Decision(False, _LANE_CLOSED[lane], purpose, "lane_closed", lane=lane, trace=trace)
-    scopes = frozenset(kind for ob in allowed for kind in ob.scopes)
+    # Each data class's allow rules say which rows it may be read for; a query reading several
+    # classes gets only the rows every one of them allows (a class whose rules name no scope, such
+    # as a code dictionary, does not narrow it). Rules of one class widen each other (union).
+    # Only classes read from tables that carry patients say anything about which patients.
+    scoped = touched if patient_classes is None else sorted(set(patient_classes) & set(touched))
+    per_class = [
+        frozenset(kind for ob in decisions[name].obligations for kind in ob.scopes) for name in scoped
+    ]
+    named = [scopes for scopes in per_class if scopes]
+    scopes = frozenset.intersection(*named) if named else frozenset()
     if subject.breakglass is None:
         scopes -= {"breakglass"}
     if patient_rows and not scopes:
@@ -189,6 +207,11 @@ def decide(
         for column, kind in ob.masks:
             if _MASK_STRENGTH[kind] > _MASK_STRENGTH.get(masks.get(column, ""), 0):
                 masks[column] = kind
+    id_mask = masks.get("patient_identity.national_id")
+    if id_mask is not None:
+        # Notes quote the ID number; wherever the column is masked, so is the quote in the text.
+        for table, column in semantic_layer().columns_of_class(DataClass.FREE_TEXT):
+            masks.setdefault(f"{table}.{column}", "text_ids" if id_mask in _KEEPS_ENDS else "text_ids_hidden")
     confirm: set[str] = set()
     withheld: set[str] = set()
     for name in SPECIAL_CLASSES if coded else ():

@@ -31,6 +31,8 @@ DESCRIPTIONS: Final = {
     "hash": "replaced by a one-way hash",
     "null": "withheld",
     "year": "year only",
+    "text_ids": "national ID numbers in the text: first 3 and last 4 characters shown",
+    "text_ids_hidden": "national ID numbers in the text hidden",
 }
 
 # Masked text is built from these pieces. SQLite has no repeat(): printf's %.*c repeats a character
@@ -43,6 +45,18 @@ _HASH: Final = {
     # his_sha256 is registered on every warehouse SQLite connection (hisplatform.warehouse.executor).
     "sqlite": "his_sha256(CAST({col} AS TEXT))",
     "postgres": "encode(sha256(convert_to(CAST({col} AS TEXT), 'UTF8')), 'hex')",
+}
+# National ID numbers inside free text (a note quotes them): masked where the text is read, so
+# neither the output nor a filter or string function on the text sees them whole.
+_ID_IN_TEXT: Final = "(?<![0-9A-Za-z*])([0-9]{{3}})[0-9]{{11}}([0-9]{{3}}[0-9X])(?![0-9A-Za-z*])"
+_WHOLE_ID_IN_TEXT: Final = "(?<![0-9A-Za-z*])[0-9]{{17}}[0-9X](?![0-9A-Za-z*])"
+_TEXT_IDS: Final = {
+    # his_mask_ids is registered on every warehouse SQLite connection (hisplatform.warehouse.executor).
+    "sqlite": "his_mask_ids({col}, {keep})",
+    "postgres": (
+        f"CASE WHEN {{keep}} THEN regexp_replace({{col}}, '{_ID_IN_TEXT}', '\\1***********\\2', 'g') "
+        f"ELSE regexp_replace({{col}}, '{_WHOLE_ID_IN_TEXT}', 'xxxxxxxxxxxxxxxxxx', 'g') END"
+    ),
 }
 _YEAR: Final = {
     "sqlite": "date(strftime('%Y', {col}) || '-01-01')",
@@ -78,6 +92,8 @@ def mask_expression(kind: str, column: str, dialect: str) -> exp.Expr:
         return exp.Null()
     elif kind == "year":
         sql = _YEAR[dialect].format(col=col)
+    elif kind in ("text_ids", "text_ids_hidden"):
+        sql = _TEXT_IDS[dialect].format(col=col, keep="true" if kind == "text_ids" else "false")
     else:
         raise ValueError(f"unknown mask {kind!r}")
     return sqlglot.parse_one(f"CASE WHEN {col} IS NULL THEN NULL ELSE {sql} END", read=dialect)
@@ -85,9 +101,13 @@ def mask_expression(kind: str, column: str, dialect: str) -> exp.Expr:
 
 # A national ID number written out in free text (18 characters, a check character last): a note
 # quotes it in full whatever the column masks say, so text is masked by pattern after the query.
-_NATIONAL_ID_IN_TEXT: Final = re.compile(r"(?<![\w*])\d{17}[\dX](?![\w*])")
+_NATIONAL_ID_IN_TEXT: Final = re.compile(r"(?<![0-9A-Za-z*])[0-9]{17}[0-9X](?![0-9A-Za-z*])")
 
 
-def mask_national_ids_in_text(text: str) -> str:
-    """`text` with every national ID number in it shown as first 3 and last 4 characters."""
-    return _NATIONAL_ID_IN_TEXT.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 7) + m[0][-4:], text)
+def mask_national_ids_in_text(text: str | None, keep_ends: bool = True) -> str | None:
+    """`text` with every national ID number in it shown as first 3 and last 4 characters (or hidden)."""
+    if text is None:
+        return None
+    if keep_ends:
+        return _NATIONAL_ID_IN_TEXT.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 7) + m[0][-4:], text)
+    return _NATIONAL_ID_IN_TEXT.sub("x" * 18, text)

@@ -26,13 +26,11 @@ from nlquery.semantic import semantic_layer
 # The tables a warehouse exposes change only when it is reloaded; asking its catalog on every
 # question would cost a query each time, so the answer is kept this long.
 _CATALOG_SECONDS: Final = 60.0
-_IDENTITY_NEEDED: Final = frozenset({"patient_identity", "care_team", "care_units", "departments"})
 
 
 @dataclass(frozen=True)
 class Catalog:
     columns: Mapping[str, tuple[str, ...]]  # readable warehouse tables of our schema -> their columns
-    identity: bool  # the identity and organisation tables are there (an identified extract)
 
     def patient_tables(self) -> frozenset[str]:
         return frozenset(name for name, cols in self.columns.items() if "subject_id" in cols)
@@ -50,10 +48,7 @@ def catalog_of(target: WarehouseTarget) -> Catalog:
             return cached[1]
     present = readable_tables(target)
     schema = tables()
-    catalog = Catalog(
-        {name: table.column_names for name, table in schema.items() if name in present},
-        present >= _IDENTITY_NEEDED,
-    )
+    catalog = Catalog({name: table.column_names for name, table in schema.items() if name in present})
     with _CATALOG_LOCK:
         _CATALOGS[key] = (time.monotonic(), catalog)
     return catalog
@@ -128,7 +123,9 @@ def scope_spec(decision: Decision, catalog: Catalog) -> ScopeSpec:
         team_only=decision.team_only,
         excluded=decision.excluded,
         window_days=settings.ACCESS_CARE_WINDOW_DAYS,
-        identity_tables=catalog.identity,
+        identities="patient_identity" in catalog.columns,
+        care_team="care_team" in catalog.columns,
+        unit_tables={"care_units", "departments"} <= set(catalog.columns),
     )
 
 

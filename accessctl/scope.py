@@ -31,7 +31,9 @@ class ScopeSpec:
     team_only: frozenset[str]
     excluded: frozenset[str]
     window_days: int
-    identity_tables: bool  # the warehouse has patient_identity, care_team, care_units, departments
+    identities: bool  # patient_identity is readable: VIP, staff and own-record filters can apply
+    care_team: bool  # care_team is readable
+    unit_tables: bool  # care_units and departments are readable (else the shipped unit list is used)
 
 
 def _lit(value: str) -> str:
@@ -39,12 +41,14 @@ def _lit(value: str) -> str:
 
 
 def _stamp(moment: dt.datetime) -> str:
-    # To the minute: the same scope SQL for a minute, so its parsed tree is reused (scope_query).
-    return _lit(moment.replace(second=0, microsecond=0).strftime(_STAMP))
+    # In UTC, as the warehouse's times are; to the minute, so the same scope SQL (and its parsed
+    # tree, scope_query) serves a whole minute.
+    utc = moment.astimezone(dt.UTC) if moment.tzinfo is not None else moment
+    return _lit(utc.replace(second=0, microsecond=0).strftime(_STAMP))
 
 
 def _units(subject: Subject, spec: ScopeSpec) -> str:
-    if spec.identity_tables:
+    if spec.unit_tables:
         return (
             "SELECT cu.careunit FROM care_units AS cu JOIN departments AS d "
             f"ON d.department_id = cu.department_id WHERE d.code = {_lit(subject.department)}"
@@ -74,7 +78,7 @@ def scope_sql(subject: Subject, spec: ScopeSpec) -> str:
             f"SELECT subject_id FROM transfers WHERE careunit IN ({_units(subject, spec)}) "
             f"AND intime <= {now}"
         )
-    if {"care", "department"} & spec.kinds and spec.identity_tables and subject.staff_id is not None:
+    if {"care", "department"} & spec.kinds and spec.care_team and subject.staff_id is not None:
         by_relation.append(
             f"SELECT subject_id FROM care_team WHERE staff_id = {int(subject.staff_id)} "
             f"AND starttime <= {now} AND (endtime IS NULL OR endtime >= {since})"
@@ -89,13 +93,13 @@ def scope_sql(subject: Subject, spec: ScopeSpec) -> str:
                 f"AND intime <= {now} AND (outtime IS NULL OR outtime > {now})"
             )
     never: list[str] = []
-    if spec.identity_tables:
+    if spec.identities:
         if subject.staff_id is not None:
             # Nobody reads their own record here: staff see it through the patient portal.
             never.append(f"staff_id = {int(subject.staff_id)}")
         if spec.excluded:
             never.append(_flags(spec.excluded))
-    unit_only = _flags(spec.team_only - spec.excluded) if spec.identity_tables and spec.team_only else ""
+    unit_only = _flags(spec.team_only - spec.excluded) if spec.identities and spec.team_only else ""
     parts: list[str] = []
     if by_unit:
         units = " UNION ".join(by_unit)

@@ -53,7 +53,26 @@ PREFIXES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
         "reproductive": _icd10("10") + _icd9("72", "73", "74", "75", "6901"),
     },
 }
-CODED_TABLES: Final = frozenset(PREFIXES)
+# Medicines that by themselves reveal a special category, as name fragments (lower case). Drugs with
+# common other uses (sertraline, lorazepam, naloxone for an overdose) are left out on purpose.
+DRUGS: Final[dict[str, tuple[str, ...]]] = {
+    "hiv": (
+        "dolutegravir", "bictegravir", "raltegravir", "elvitegravir", "cabotegravir", "emtricitabine",
+        "tenofovir", "abacavir", "zidovudine", "efavirenz", "rilpivirine", "darunavir", "atazanavir",
+        "truvada", "biktarvy", "triumeq", "genvoya", "descovy",
+    ),
+    "substance_use": (
+        "methadone", "buprenorphine", "suboxone", "naltrexone", "disulfiram", "acamprosate", "nicotine",
+    ),
+    "psychiatry": (
+        "lithium", "clozapine", "olanzapine", "quetiapine", "risperidone", "aripiprazole", "haloperidol",
+        "ziprasidone", "paliperidone", "lurasidone",
+    ),
+    "reproductive": ("mifepristone", "clomiphene"),
+}  # fmt: skip
+# Where special categories live: coded tables by code, prescriptions by drug, and notes, which may
+# say anything about a patient who has a special-category diagnosis.
+CODED_TABLES: Final = frozenset({*PREFIXES, "prescriptions", "notes"})
 
 
 def categories_of(code: str, table: str = "diagnoses_icd") -> set[str]:
@@ -61,13 +80,27 @@ def categories_of(code: str, table: str = "diagnoses_icd") -> set[str]:
     return {category for category, prefixes in PREFIXES.get(table, {}).items() if code.startswith(prefixes)}
 
 
+def _like_any(column: str, patterns: Iterable[str]) -> exp.Expr | None:
+    ordered = sorted(set(patterns))
+    if not ordered:
+        return None
+    value = exp.Lower(this=exp.column(column))
+    return exp.or_(*(exp.Like(this=value.copy(), expression=exp.Literal.string(p)) for p in ordered))
+
+
 def special_rows(table: str, categories: Iterable[str]) -> exp.Expr | None:
     """A predicate true for the rows of `table` in any of the categories (None: the table has none)."""
-    prefixes = sorted({p for c in categories for p in PREFIXES.get(table, {}).get(c, ())})
-    if not prefixes:
-        return None
-    code = exp.Lower(this=exp.column("icd_code"))
-    return exp.or_(*(exp.Like(this=code.copy(), expression=exp.Literal.string(p + "%")) for p in prefixes))
+    wanted = set(categories)
+    if table == "prescriptions":
+        return _like_any("drug", (f"%{name}%" for c in wanted for name in DRUGS.get(c, ())))
+    if table == "notes":
+        # A note of a patient with a special-category diagnosis may speak of it.
+        diagnosed = special_rows("diagnoses_icd", wanted)
+        if diagnosed is None:
+            return None
+        patients = exp.select("subject_id").from_("diagnoses_icd").where(diagnosed)
+        return exp.column("subject_id").isin(query=patients)
+    return _like_any("icd_code", (p + "%" for c in wanted for p in PREFIXES.get(table, {}).get(c, ())))
 
 
 def describe(categories: Iterable[str]) -> str:

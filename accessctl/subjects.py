@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q
+from django.utils import timezone
 
 from accessctl.models import BreakGlassSession
 from accessctl.policy import Context
@@ -41,7 +42,8 @@ class Subject:
     lapsed_breakglass: Grant | None = None
 
     def context(self) -> Context:
-        local = self.clock
+        # Hours and weekdays in policy rules are the hospital's local time (TIME_ZONE).
+        local = timezone.localtime(self.clock) if timezone.is_aware(self.clock) else self.clock
         return Context(
             breakglass=self.breakglass is not None,
             project=bool(self.projects),

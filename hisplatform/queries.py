@@ -20,7 +20,6 @@ from django.utils import timezone
 from sqlglot import exp
 
 from accessctl.decision import DEFAULT_PURPOSE, Decision, decide
-from accessctl.masks import mask_national_ids_in_text
 from accessctl.models import BreakGlassSession, Purpose, PurposeConfirmation
 from accessctl.readpolicy import Catalog, catalog_of, column_classes, read_policy, scope_spec
 from accessctl.rewrite import Inspected, SqlRefused, inspect, rewrite
@@ -109,16 +108,17 @@ def answer_question(
     "current" and "recent" mean in the warehouse. The answer is returned only after its audit event
     is written; if that fails, nothing is shown.
     """
+    now = _aware(now)
     clock = now or timezone.now()
     data_now = now or (
         dt.datetime.strptime(settings.NLQ_NOW, _NOW_FORMAT).replace(tzinfo=dt.UTC)
         if settings.NLQ_NOW
         else clock
     )
-    subject = subject_for(user=user, clock=clock, data_now=data_now)
-    run = _Run(question=question if isinstance(question, str) else "", subject=subject)
+    run = _Run(question=question if isinstance(question, str) else "", subject=_nobody(user, clock))
     run.details["channel"] = channel
     try:
+        run.subject = subject_for(user=user, clock=clock, data_now=data_now)
         answer = _after_breakglass(run, _answer(run, purpose, confirm_special, target))
     except Exception:
         # Our own fault: the person gets a plain message with a reference, the log the traceback
@@ -135,6 +135,17 @@ def answer_question(
     return _record(run, answer, user, client_addr, user_agent)
 
 
+def _aware(now: dt.datetime | None) -> dt.datetime | None:
+    """A moment without a time zone is read as UTC (the warehouse's times are UTC)."""
+    return now.replace(tzinfo=dt.UTC) if now is not None and timezone.is_naive(now) else now
+
+
+def _nobody(user: AbstractBaseUser | AnonymousUser, clock: dt.datetime) -> Subject:
+    """Who asked, before their attributes are read: enough to record the event if reading them fails."""
+    name = user.get_username() if user.is_authenticated else ""
+    return Subject(user.pk if user.is_authenticated else None, name, "", "", None, (), (), None, clock, clock)
+
+
 def answer_sql(
     *,
     user: AbstractBaseUser | AnonymousUser,
@@ -149,6 +160,7 @@ def answer_sql(
     Not offered to users (they ask questions); it is how tests and benchmarks show that the safety of
     the pipeline does not depend on the SQL the compiler happens to write.
     """
+    now = _aware(now)
     clock = now or timezone.now()
     subject = subject_for(user=user, clock=clock, data_now=now or clock)
     run = _Run(question=f"[sql] {sql}", subject=subject)
@@ -192,7 +204,7 @@ def _answer(run: _Run, purpose: str | None, confirm_special: bool, target: Wareh
     if isinstance(plan, Unanswerable):
         return _abstain(run, plan, target, catalog)
     try:
-        sql = compile_sql(plan, target.dialect, subject.data_now.strftime(_NOW_FORMAT))
+        sql = compile_sql(plan, target.dialect, subject.data_now.astimezone(dt.UTC).strftime(_NOW_FORMAT))
     except CompileError as error:
         return Answer(
             ABSTAINED, f"The question cannot be expressed as a query: {error}", code="cannot_compile"
@@ -250,26 +262,42 @@ def _run_sql(
     classes = column_classes(inspected.columns)
     patient_rows = bool(set(inspected.tables) & catalog.patient_tables())
     coded = bool(set(inspected.tables) & CODED_TABLES)
+    patient_tables = catalog.patient_tables()
     decision = decide(
         subject=subject,
         purpose=run.purpose,
         data_classes=set(classes.values()),
         patient_rows=patient_rows,
         coded=coded,
+        patient_classes={c for column, c in classes.items() if column.split(".", 1)[0] in patient_tables},
     )
     run.decision = decision
     if not decision.allowed:
         return Answer(DENIED, decision.reason, code=decision.code, interpretation=interpretation)
+    if patient_rows and _protections_unavailable(decision, subject, catalog):
+        return Answer(
+            DENIED,
+            "The warehouse's patient identity table cannot be read, so the protections for VIP patients, "
+            "staff who are patients and your own record cannot be applied; nothing is shown. An operator "
+            "must grant the warehouse reader access to patient_identity.",
+            code="protections_unavailable",
+            interpretation=interpretation,
+        )
     if patient_rows:
         outside = _named_patients_outside_scope(inspected, subject, decision, target, catalog)
         if outside:
             run.details["refused_patients"] = outside
+            named = "; ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
             return Answer(
                 DENIED,
                 "You may not see this: "
-                + "; ".join(outside)
-                + " is outside your care relationships (or does not exist). Open break-glass access if this "
-                "is an emergency.",
+                + named
+                + (
+                    " are outside your care relationships (or do not exist)."
+                    if len(outside) > 1
+                    else " is outside your care relationships (or does not exist)."
+                )
+                + " Open break-glass access if this is an emergency.",
                 code="out_of_scope",
                 interpretation=interpretation,
             )
@@ -309,23 +337,23 @@ def _run_sql(
         except (SqlRefused, WarehouseError) as error:
             return Answer(ERROR, getattr(error, "message", str(error)), code="special_probe_failed")
         if without.rows != result.rows or without.truncated != result.truncated:
-            seen = _categories_in(result) or set(confirm_pending)
-            run.details["confirmation_required"] = sorted(seen)
+            # The prompt names every category the policy asks confirmation for, never the ones this
+            # answer holds: that would tell before the confirmation. The audit keeps what was seen.
+            run.details["confirmation_required"] = sorted(_categories_in(result))
             return Answer(
                 DENIED,
-                "This answer includes special-category information "
-                f"({describe_categories(seen)}). Confirm that you need it for "
+                "This answer may include special-category information "
+                f"({describe_categories(confirm_pending)}). Confirm that you need it for "
                 f"{Purpose(run.purpose).label.lower()} to see it; the confirmation is recorded.",
                 code="confirmation_required",
                 interpretation=interpretation,
-                confirm_required=sorted(seen),
+                confirm_required=sorted(confirm_pending),
             )
         run.details["special_present"] = False
     elif confirm_pending and confirm_special:
         run.details["purpose_confirmed"] = sorted(confirm_pending)
 
     rows = [[_json_value(value) for value in row] for row in result.rows]
-    text_masked = _mask_ids_in_text(rows, decision)
     run.row_count = len(rows)
     run.patients = _patients_in(result)
     notices = list(decision.notices)
@@ -336,8 +364,6 @@ def _run_sql(
     masked = {
         column: how for column, how in decision.masked_description().items() if column in set(result.columns)
     }
-    for index in sorted(text_masked):
-        masked[result.columns[index]] = "national ID numbers in the text: first 3 and last 4 characters shown"
     suppressed = (
         [
             {
@@ -363,20 +389,13 @@ def _run_sql(
     )
 
 
-def _mask_ids_in_text(rows: list[list[Any]], decision: Decision) -> set[int]:
-    """Mask national ID numbers quoted in text cells where the decision masks the ID column; the
-    indexes of the columns where one was found."""
-    if decision.masks.get("patient_identity.national_id") != "first3last4":
-        return set()
-    changed: set[int] = set()
-    for row in rows:
-        for index, value in enumerate(row):
-            if isinstance(value, str) and len(value) >= 18:
-                masked = mask_national_ids_in_text(value)
-                if masked != value:
-                    row[index] = masked
-                    changed.add(index)
-    return changed
+def _protections_unavailable(decision: Decision, subject: Subject, catalog: Catalog) -> bool:
+    """An identified warehouse whose patient_identity cannot be read: the VIP, staff and own-record
+    filters would silently drop out, so refuse (a de-identified extract has no identities to protect)."""
+    if "patient_identity" in catalog.columns:
+        return False
+    identified = bool({"staff", "care_team", "notes", "patient_contacts"} & set(catalog.columns))
+    return identified and bool(decision.team_only or decision.excluded or subject.staff_id is not None)
 
 
 def _scope_notice(decision: Decision, subject: Subject) -> str:
@@ -441,6 +460,10 @@ def _named_patients_outside_scope(
         label, table, textual = _NAMING_COLUMNS[key]
         if table not in catalog.columns:
             continue  # a de-identified warehouse has no such column: the query fails on its own
+        if f"{table}.{key}" in decision.masks:
+            # The user sees this column masked: looking the raw values up would tell them which of
+            # the values they typed is real. Their query reads the masked column and finds nothing.
+            continue
         listed = ", ".join(exp.Literal.string(v).sql() if textual else v for v in sorted(values))
         sql = (
             f"WITH {SCOPE_CTE} AS ({scope}) SELECT {key} FROM {table} WHERE {key} IN ({listed}) "

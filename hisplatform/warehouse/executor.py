@@ -332,7 +332,7 @@ SQLITE_FUNCTIONS: Final = frozenset(
         "abs", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "ifnull", "iif",
         "instr", "length", "like", "likelihood", "likely", "lower", "ltrim", "max", "min", "nullif",
         "octet_length", "printf", "quote", "replace", "round", "rtrim", "sign", "soundex", "substr",
-        "his_sha256",
+        "his_sha256", "his_mask_ids",
         "substring", "trim", "typeof", "unicode", "unlikely", "upper",
         # date and time
         "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
@@ -430,6 +430,13 @@ def _sha256_hex(value: object) -> str | None:
     return hashlib.sha256(data).hexdigest()
 
 
+def _mask_ids(value: object, keep_ends: object) -> str | None:
+    """The text-ID mask on SQLite (PostgreSQL's regexp_replace is used there)."""
+    from accessctl.masks import mask_national_ids_in_text
+
+    return mask_national_ids_in_text(value, bool(keep_ends)) if isinstance(value, str) else None
+
+
 def _sqlite_handle(path: Path) -> _SqliteHandle:
     state = _state()
     key = str(path)
@@ -451,6 +458,7 @@ def _sqlite_handle(path: Path) -> _SqliteHandle:
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _SQLITE_MAX_LENGTH)
     conn.create_function("his_sha256", 1, _sha256_hex, deterministic=True)
+    conn.create_function("his_mask_ids", 2, _mask_ids, deterministic=True)
     handle = _SqliteHandle(conn, identity)
     conn.set_authorizer(_sqlite_authorizer(handle.denied))
     deadline = handle.deadline
