@@ -99,28 +99,19 @@ def test_a_masked_column_is_not_looked_up_to_refuse(
     assert real not in answer.message
 
 
-def test_special_drugs_and_notes_need_a_confirmed_purpose(
+def test_notes_of_special_category_patients_need_a_confirmed_purpose(
     sqlite_people: People, sqlite_warehouse: WarehouseTarget
 ) -> None:
-    drugs = answer_sql(
-        user=sqlite_people["head.nguyen"],
-        sql="SELECT DISTINCT subject_id, drug FROM prescriptions WHERE lower(drug) LIKE '%truvada%' "
-        "OR lower(drug) LIKE '%methadone%' OR lower(drug) LIKE '%olanzapine%'",
-        now=NOON,
-        target=sqlite_warehouse,
-    )
-    assert (drugs.status, drugs.code) == ("denied", "confirmation_required"), drugs.message
-    assert drugs.confirm_required == ["genetic", "hiv", "psychiatry", "reproductive", "substance_use"]
+    sql = "SELECT subject_id, note_type, text FROM notes ORDER BY subject_id, charttime"
+    unconfirmed = answer_sql(user=sqlite_people["head.nguyen"], sql=sql, now=NOON, target=sqlite_warehouse)
+    assert (unconfirmed.status, unconfirmed.code) == ("denied", "confirmation_required"), unconfirmed.message
+    # The prompt names what the policy protects, not what this answer holds.
+    assert unconfirmed.confirm_required == ["genetic", "hiv", "psychiatry", "reproductive", "substance_use"]
     confirmed = answer_sql(
-        user=sqlite_people["head.nguyen"],
-        sql="SELECT DISTINCT subject_id, drug FROM prescriptions WHERE lower(drug) LIKE '%truvada%' "
-        "OR lower(drug) LIKE '%methadone%' OR lower(drug) LIKE '%olanzapine%'",
-        confirm_special=True,
-        now=NOON,
-        target=sqlite_warehouse,
+        user=sqlite_people["head.nguyen"], sql=sql, confirm_special=True, now=NOON, target=sqlite_warehouse
     )
     assert confirmed.status == "answered"
-    assert confirmed.rows
+    assert len(confirmed.rows) > 0
 
 
 def test_scopes_of_several_classes_narrow_never_widen(
