@@ -9,13 +9,13 @@ patients (VIPs, staff) may be reached.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from accessctl.masks import DESCRIPTIONS
 from accessctl.models import DataClass, Effect, Purpose
-from accessctl.policy import ClassDecision, decide_classes
+from accessctl.policy import ClassDecision, Obligations, decide_classes
 from accessctl.special import describe as describe_categories
 from accessctl.subjects import Subject
 from hisplatform.models import Role
@@ -140,6 +140,22 @@ def _denied(subject: Subject, purpose: str, decision: ClassDecision) -> str:
     )
 
 
+def _split(
+    decisions: dict[str, ClassDecision], names: Iterable[str], flagged: Callable[[Obligations], bool]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """For classes named `kind:value`: the values denied, and the values allowed under an obligation
+    that `flagged` picks out (confirmation, reach through the care team)."""
+    denied: set[str] = set()
+    conditional: set[str] = set()
+    for name in names:
+        value = name.split(":", 1)[1]
+        if not decisions[name].allowed:
+            denied.add(value)
+        elif any(flagged(ob) for ob in decisions[name].obligations):
+            conditional.add(value)
+    return frozenset(denied), frozenset(conditional)
+
+
 def decide(
     *,
     subject: Subject,
@@ -212,24 +228,10 @@ def decide(
         # Notes quote the ID number; wherever the column is masked, so is the quote in the text.
         for table, column in semantic_layer().columns_of_class(DataClass.FREE_TEXT):
             masks.setdefault(f"{table}.{column}", "text_ids" if id_mask in _KEEPS_ENDS else "text_ids_hidden")
-    confirm: set[str] = set()
-    withheld: set[str] = set()
-    for name in SPECIAL_CLASSES if coded else ():
-        category = name.split(":", 1)[1]
-        special = decisions[name]
-        if not special.allowed:
-            withheld.add(category)
-        elif any(ob.confirm for ob in special.obligations):
-            confirm.add(category)
-    team_only: set[str] = set()
-    excluded: set[str] = set()
-    for name in PROTECTED_CLASSES if patient_rows else ():
-        kind = name.split(":", 1)[1]
-        protected = decisions[name]
-        if not protected.allowed:
-            excluded.add(kind)
-        elif any(ob.reach_care_team for ob in protected.obligations):
-            team_only.add(kind)
+    withheld, confirm = _split(decisions, SPECIAL_CLASSES if coded else (), lambda ob: ob.confirm)
+    excluded, team_only = _split(
+        decisions, PROTECTED_CLASSES if patient_rows else (), lambda ob: ob.reach_care_team
+    )
     notices: list[str] = []
     if withheld:
         notices.append(
@@ -248,10 +250,10 @@ def decide(
         lane=lane,
         scopes=scopes,
         masks=masks,
-        confirm=frozenset(confirm),
-        withheld=frozenset(withheld),
-        team_only=frozenset(team_only),
-        excluded=frozenset(excluded),
+        confirm=confirm,
+        withheld=withheld,
+        team_only=team_only,
+        excluded=excluded,
         min_cell=max(min_cells) if min_cells else None,
         notices=tuple(notices),
         trace=trace,

@@ -88,16 +88,7 @@ class AskApi(APIView):
                 details={"channel": "api", "errors": form.errors},
                 **client_details(request._request),
             )
-            return Response(
-                {
-                    "code": "invalid_request",
-                    "message": "The request is not valid: "
-                    + "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()),
-                    "details": form.errors,
-                    "audit_event": event.pk,
-                },
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            return _invalid(form, audit_event=event.pk)
         answer = answer_question(
             user=request.user,
             question=form.validated_data["question"],
@@ -145,13 +136,14 @@ def _refused(error: AccessError) -> Response:
     return Response({"code": error.code, "message": error.message}, status=code)
 
 
-def _invalid(form: serializers.Serializer[dict[str, Any]]) -> Response:
+def _invalid(form: serializers.Serializer[dict[str, Any]], **extra: Any) -> Response:
     return Response(
         {
             "code": "invalid_request",
             "message": "The request is not valid: "
             + "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()),
             "details": form.errors,
+            **extra,
         },
         status=status.HTTP_400_BAD_REQUEST,
     )

@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -108,6 +108,30 @@ def answer_question(
     "current" and "recent" mean in the warehouse. The answer is returned only after its audit event
     is written; if that fails, nothing is shown.
     """
+    text = question if isinstance(question, str) else ""
+    return _pipeline(
+        user=user,
+        question=text,
+        channel=channel,
+        purpose=purpose,
+        now=now,
+        client=(client_addr, user_agent),
+        body=lambda run: _after_breakglass(run, _answer(run, confirm_special, target)),
+    )
+
+
+def _pipeline(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    question: str,
+    channel: str,
+    purpose: str | None,
+    now: dt.datetime | None,
+    client: tuple[str, str],
+    body: Callable[[_Run], Answer],
+) -> Answer:
+    """What every entry point shares: the moment, the subject, the purpose, one error handler, and
+    the audit event written before anything is returned."""
     now = _aware(now)
     clock = now or timezone.now()
     data_now = now or (
@@ -115,11 +139,19 @@ def answer_question(
         if settings.NLQ_NOW
         else clock
     )
-    run = _Run(question=question if isinstance(question, str) else "", subject=_nobody(user, clock))
+    run = _Run(question=question, subject=_nobody(user, clock))
     run.details["channel"] = channel
     try:
         run.subject = subject_for(user=user, clock=clock, data_now=data_now)
-        answer = _after_breakglass(run, _answer(run, purpose, confirm_special, target))
+        run.purpose = (purpose or "").strip().upper() or _default_purpose(run.subject)
+        if run.purpose not in Purpose.values:
+            answer = Answer(
+                ERROR,
+                f"{run.purpose[:20]!r} is not a purpose of use; use one of {', '.join(Purpose.values)}.",
+                code="bad_purpose",
+            )
+        else:
+            answer = body(run)
     except Exception:
         # Our own fault: the person gets a plain message with a reference, the log the traceback
         # (never the question, which may name a patient).
@@ -132,7 +164,7 @@ def answer_question(
             f"Quote reference {reference} to support.",
             code="internal_error",
         )
-    return _record(run, answer, user, client_addr, user_agent)
+    return _record(run, answer, user, *client)
 
 
 def _aware(now: dt.datetime | None) -> dt.datetime | None:
@@ -160,30 +192,25 @@ def answer_sql(
     Not offered to users (they ask questions); it is how tests and benchmarks show that the safety of
     the pipeline does not depend on the SQL the compiler happens to write.
     """
-    now = _aware(now)
-    clock = now or timezone.now()
-    subject = subject_for(user=user, clock=clock, data_now=now or clock)
-    run = _Run(question=f"[sql] {sql}", subject=subject)
-    run.details["channel"] = "sql"
-    run.purpose = (purpose or "").strip().upper() or _default_purpose(subject)
-    run.sql_generated = sql
-    if run.purpose not in Purpose.values:
-        answer = Answer(ERROR, f"{run.purpose[:20]!r} is not a purpose of use.", code="bad_purpose")
-    else:
-        target = target or warehouse_target()
-        answer = _run_sql(run, sql, target, catalog_of(target), confirm_special, None)
-    return _record(run, answer, user, "", "")
+
+    def body(run: _Run) -> Answer:
+        run.sql_generated = sql
+        warehouse = target or warehouse_target()
+        return _run_sql(run, sql, warehouse, catalog_of(warehouse), confirm_special, None)
+
+    return _pipeline(
+        user=user,
+        question=f"[sql] {sql}",
+        channel="sql",
+        purpose=purpose,
+        now=now,
+        client=("", ""),
+        body=body,
+    )
 
 
-def _answer(run: _Run, purpose: str | None, confirm_special: bool, target: WarehouseTarget | None) -> Answer:
+def _answer(run: _Run, confirm_special: bool, target: WarehouseTarget | None) -> Answer:
     subject = run.subject
-    run.purpose = (purpose or "").strip().upper() or _default_purpose(subject)
-    if run.purpose not in Purpose.values:
-        return Answer(
-            ERROR,
-            f"{run.purpose[:20]!r} is not a purpose of use; use one of {', '.join(Purpose.values)}.",
-            code="bad_purpose",
-        )
     if not run.question.strip():
         return Answer(ABSTAINED, "The question is empty.", code="empty_question")
     if len(run.question) > MAX_QUESTION_CHARS * 10:

@@ -136,16 +136,21 @@ def test_scopes_of_several_classes_narrow_never_widen(
     assert count() == before
 
 
+def _without(warehouse: WarehouseTarget, table: str, folder: Path) -> WarehouseTarget:
+    """A copy of the warehouse with one table gone (as if the reader role could not read it)."""
+    copy = folder / "warehouse.sqlite3"
+    assert warehouse.sqlite_path is not None
+    shutil.copy(warehouse.sqlite_path, copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute(f"DROP TABLE {table}")
+    forget_catalogs()
+    return warehouse_target(f"sqlite:///{copy}")
+
+
 def test_an_unreadable_identity_table_refuses_rather_than_drops_protections(
     sqlite_people: People, sqlite_warehouse: WarehouseTarget, tmp_path: Path
 ) -> None:
-    copy = tmp_path / "warehouse.sqlite3"
-    assert sqlite_warehouse.sqlite_path is not None
-    shutil.copy(sqlite_warehouse.sqlite_path, copy)
-    with sqlite3.connect(copy) as conn:
-        conn.execute("DROP TABLE patient_identity")
-    partial = warehouse_target(f"sqlite:///{copy}")
-    forget_catalogs()
+    partial = _without(sqlite_warehouse, "patient_identity", tmp_path)
     answer = answer_sql(
         user=sqlite_people["head.nguyen"], sql="SELECT subject_id FROM patients", now=NOON, target=partial
     )
@@ -161,13 +166,7 @@ def test_missing_organisation_tables_keep_the_protections(
             "SELECT subject_id FROM patient_identity WHERE vip_flag OR employee_flag"
         )
     }
-    copy = tmp_path / "warehouse.sqlite3"
-    assert sqlite_warehouse.sqlite_path is not None
-    shutil.copy(sqlite_warehouse.sqlite_path, copy)
-    with sqlite3.connect(copy) as conn:
-        conn.execute("DROP TABLE departments")
-    partial = warehouse_target(f"sqlite:///{copy}")
-    forget_catalogs()
+    partial = _without(sqlite_warehouse, "departments", tmp_path)
     answer = answer_sql(
         user=sqlite_people["head.nguyen"], sql="SELECT subject_id FROM patients", now=NOON, target=partial
     )
