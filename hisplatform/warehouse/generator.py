@@ -2139,8 +2139,10 @@ class DemoHospital:
 
 PhiKind = Literal[
     "PATIENT_NAME", "RELATIVE_NAME", "STAFF_NAME", "PHONE", "MRN", "NATIONAL_ID", "DATE", "ADDRESS",
-    "LOCATION", "EMAIL",
+    "LOCATION", "EMAIL", "AGE",
 ]  # fmt: skip
+# HIPAA Safe Harbor: ages over 89 identify (few people are that old), so the number is an AGE span.
+PHI_AGE_FROM = 90
 NOTE_MIN_CHARS = 500
 NOTE_MAX_CHARS = 3000
 
@@ -2261,9 +2263,15 @@ def _contact(section: _Section, c: NoteContext, lead: str) -> _Section:
     return section.phi("PHONE", c.relative_phone).add(".")
 
 
+def _age(section: _Section, c: NoteContext) -> _Section:
+    """The patient's age as written ("92"), marked as PHI only when it is over 89."""
+    return section.phi("AGE", str(c.age)) if c.age >= PHI_AGE_FROM else section.add(str(c.age))
+
+
 def _admission_note(rng: random.Random, c: NoteContext) -> list[tuple[_Section, bool]]:
     hpi = _Section().add("History of present illness: ").phi("PATIENT_NAME", f"{c.given} {c.family}")
-    hpi.add(f" is a {c.age}-year-old {_person(c)} with {_history(c)} who presents with {c.complaint}. ")
+    _age(hpi.add(" is a "), c)
+    hpi.add(f"-year-old {_person(c)} with {_history(c)} who presents with {c.complaint}. ")
     hpi.add(rng.choice(phrases.ONSETS).format(n=rng.randint(2, 6)))
     social = _Section().add("Social history: Lives ")
     if c.relationship in ("spouse", "partner"):
@@ -2275,7 +2283,8 @@ def _admission_note(rng: random.Random, c: NoteContext) -> list[tuple[_Section, 
     social.add(f". {rng.choice(phrases.TOBACCO)} {rng.choice(phrases.ALCOHOL)}")
     _contact(social, c, " Emergency contact: ")
     exam = _Section().add("Examination: " + _vitals(rng) + " " + " ".join(rng.sample(phrases.EXAM, 3)))
-    plan = _Section().add(f"Assessment and plan: {c.age}-year-old {_person(c)} admitted with {c.principal}.")
+    plan = _age(_Section().add("Assessment and plan: "), c)
+    plan.add(f"-year-old {_person(c)} admitted with {c.principal}.")
     for line in c.plans or ("Supportive care, monitor and reassess in the morning.",):
         plan.add("\n- " + line)
     sections: list[tuple[_Section, bool]] = [
@@ -2346,7 +2355,8 @@ def _discharge_summary(rng: random.Random, c: NoteContext) -> list[tuple[_Sectio
 
 def _clinic_note(rng: random.Random, c: NoteContext) -> list[tuple[_Section, bool]]:
     reason = _Section().phi("PATIENT_NAME", f"{c.given} {c.family}")
-    reason.add(f" is a {c.age}-year-old {_person(c)} seen in the {c.clinic} clinic for {c.complaint}, ")
+    _age(reason.add(" is a "), c)
+    reason.add(f"-year-old {_person(c)} seen in the {c.clinic} clinic for {c.complaint}, ")
     reason.add(f"with {_history(c)}. " + rng.choice(phrases.PROGRESS))
     plan = _Section().add("Plan:")
     for line in c.plans or ("Continue current management.",):
