@@ -16,6 +16,7 @@ from typing import Any, Final
 from accessctl.masks import DESCRIPTIONS
 from accessctl.models import DataClass, Effect, Purpose
 from accessctl.policy import ClassDecision, Obligations, decide_classes
+from accessctl.profiles import profile_masks
 from accessctl.special import describe as describe_categories
 from accessctl.subjects import Subject
 from hisplatform.models import Role
@@ -25,13 +26,25 @@ SPECIAL_CLASSES: Final = tuple(c for c in DataClass.values if c.startswith("spec
 PROTECTED_CLASSES: Final = (DataClass.PATIENT_VIP.value, DataClass.PATIENT_EMPLOYEE.value)
 # The ID masks that keep a recognisable part (their text-ID mask keeps the same ends).
 _KEEPS_ENDS: Final = frozenset({"first3last4", "first4", "last4"})
-# Stricter masks win when two rules mask the same column differently.
+# Stricter masks win when two rules (or a rule and the role's masking profile) mask the same
+# column differently.
 _MASK_STRENGTH: Final = {
-    "null": 6,
-    "redact": 5,
-    "hash": 4,
-    "year": 3,
+    "null": 12,
+    "redact": 11,
+    "pseudonym_patient": 10,
+    "pseudonym_encounter": 10,
+    "pseudonym_staff": 10,
+    "pseudonym_record": 10,
+    "hash": 9,
+    "text_ids_hidden": 8,
+    "birth_year": 7,
+    "year": 6,
+    "month": 5,
+    "shift": 4,
+    "prefix3": 4,
+    "top90": 4,
     "first3last4": 2,
+    "text_ids": 2,
     "first4": 1,
     "last4": 1,
 }
@@ -43,16 +56,6 @@ DEFAULT_PURPOSE: Final = {
     Role.RESEARCHER: Purpose.HRESCH,
     Role.ADMINISTRATOR: Purpose.HOPERAT,
     Role.SECURITY_OFFICER: Purpose.HOPERAT,
-}
-_LANE_CLOSED: Final = {
-    "deidentified": (
-        "Research access goes through the de-identified lane (pseudonyms, generalised dates, k-anonymous "
-        "results), which is not available yet; no identified research rows are shown in the meantime."
-    ),
-    "aggregate": (
-        "Operational access goes through the aggregate lane (counts with small cells suppressed), which is "
-        "not available yet; no rows about patients are shown in the meantime."
-    ),
 }
 
 
@@ -86,6 +89,10 @@ class Decision:
     team_only: frozenset[str] = frozenset()  # protected patients reached only via care team / break-glass
     excluded: frozenset[str] = frozenset()  # protected patients never reached
     min_cell: int | None = None
+    k: int | None = None  # de-identified rows: k-anonymity
+    l_diversity: int | None = None
+    dp_epsilon: float | None = None  # aggregate counts: differential privacy at this epsilon per query
+    project: str = ""  # the research project whose pseudonym key and profile apply
     notices: tuple[str, ...] = ()
     trace: tuple[TraceEntry, ...] = ()
 
@@ -99,6 +106,10 @@ class Decision:
             "protected_team_only": sorted(self.team_only),
             "protected_excluded": sorted(self.excluded),
             "min_cell": self.min_cell,
+            "k": self.k,
+            "l": self.l_diversity,
+            "dp_epsilon": self.dp_epsilon,
+            "project": self.project,
             "notices": list(self.notices),
         }
 
@@ -164,9 +175,11 @@ def decide(
     patient_rows: bool,
     coded: bool,
     patient_classes: Iterable[str] | None = None,
+    project: str = "",
 ) -> Decision:
     """The decision for a query touching `data_classes`; `patient_rows`: it reads tables that carry
-    patients; `coded`: it reads coded tables where special categories live."""
+    patients; `coded`: it reads coded tables where special categories live; `project`: the research
+    project asked under (its masking profile lines and pseudonym key apply)."""
     if not subject.role:
         return Decision(
             False,
@@ -195,9 +208,8 @@ def decide(
             return Decision(False, reason, purpose, "policy_denied", trace=trace)
     allowed = [ob for name in touched for ob in decisions[name].obligations]
     lanes = {ob.lane or "identified" for ob in allowed}
+    # The most protective lane any allowing rule names governs the whole answer.
     lane = next((kind for kind in ("aggregate", "deidentified") if kind in lanes), "identified")
-    if lane != "identified":
-        return Decision(False, _LANE_CLOSED[lane], purpose, "lane_closed", lane=lane, trace=trace)
     # Each data class's allow rules say which rows it may be read for; a query reading several
     # classes gets only the rows every one of them allows (a class whose rules name no scope, such
     # as a code dictionary, does not narrow it). Rules of one class widen each other (union).
@@ -223,6 +235,9 @@ def decide(
         for column, kind in ob.masks:
             if _MASK_STRENGTH[kind] > _MASK_STRENGTH.get(masks.get(column, ""), 0):
                 masks[column] = kind
+    for column, kind in profile_masks(subject.role, project, lane).items():
+        if _MASK_STRENGTH[kind] > _MASK_STRENGTH.get(masks.get(column, ""), 0):
+            masks[column] = kind
     id_mask = masks.get("patient_identity.national_id")
     if id_mask is not None:
         # Notes quote the ID number; wherever the column is masked, so is the quote in the text.
@@ -243,6 +258,9 @@ def decide(
             f"{subject.breakglass.expires_at.astimezone(dt.UTC):%H:%M} UTC; this query is flagged for review."
         )
     min_cells = [ob.min_cell for ob in allowed if ob.min_cell is not None]
+    ks = [ob.k for ob in allowed if ob.k is not None]
+    ls = [ob.l_diversity for ob in allowed if ob.l_diversity is not None]
+    epsilons = [ob.dp_epsilon for ob in allowed if ob.dp_epsilon is not None]
     return Decision(
         True,
         decisions[touched[0]].reason if touched else "",
@@ -255,6 +273,10 @@ def decide(
         team_only=team_only,
         excluded=excluded,
         min_cell=max(min_cells) if min_cells else None,
+        k=max(ks) if ks else None,
+        l_diversity=max(ls) if ls else None,
+        dp_epsilon=min(epsilons) if epsilons else None,  # the smallest epsilon protects most
+        project=project,
         notices=tuple(notices),
         trace=trace,
     )

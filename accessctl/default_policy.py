@@ -87,6 +87,15 @@ def _clinical_role(role: str, scope: str, *, full_ids: bool, sees: str) -> list[
                 "or under break-glass.",
             )
         )  # fmt: skip
+    for data_class in _CLINICAL:
+        if data_class == "free_text":
+            continue
+        rules.append(
+            DefaultRule(
+                role, data_class, "HOPERAT", "", "allow", "lane:aggregate,scope:all,min_cell:11",
+                "For hospital operations, staff see hospital-wide counts with small groups suppressed.",
+            )
+        )  # fmt: skip
     rules.append(
         DefaultRule(
             role, "financial", "*", "", "deny", "",
@@ -99,26 +108,22 @@ def _clinical_role(role: str, scope: str, *, full_ids: bool, sees: str) -> list[
 def _researcher() -> list[DefaultRule]:
     role = "researcher"
     rules: list[DefaultRule] = []
-    for data_class in (*_CLINICAL, "financial", *_SPECIAL, *_PROTECTED):
+    for data_class in (*_CLINICAL, "identifier_direct", "financial", *_SPECIAL, *_PROTECTED):
         rules.append(
             DefaultRule(
-                role, data_class, "HRESCH", "project", "allow", "lane:deidentified",
-                "Researchers on an approved, unexpired project see de-identified data.",
+                role, data_class, "HRESCH", "project", "allow", "lane:deidentified,scope:all,min_cell:11",
+                "Researchers on an approved, unexpired project see de-identified data: identifiers "
+                "withheld or pseudonymised by the research masking profile, rows k-anonymous, small "
+                "counts suppressed.",
             )
         )  # fmt: skip
-    for data_class in _CLINICAL:
+    for data_class in (*_CLINICAL, "identifier_direct"):
         rules.append(
             DefaultRule(
                 role, data_class, "*", "!project", "deny", "",
                 "Research access needs membership of an approved, unexpired research project.",
             )
         )  # fmt: skip
-    rules.append(
-        DefaultRule(
-            role, "identifier_direct", "*", "", "deny", "",
-            "Researchers never see direct identifiers (names, MRN, national ID, contact details).",
-        )
-    )  # fmt: skip
     return rules
 
 
@@ -129,7 +134,7 @@ def _administrator() -> list[DefaultRule]:
                        "organisational", "reference", "financial", *_SPECIAL, *_PROTECTED):  # fmt: skip
         rules.append(
             DefaultRule(
-                role, data_class, "HOPERAT", "", "allow", "lane:aggregate,min_cell:11",
+                role, data_class, "HOPERAT", "", "allow", "lane:aggregate,scope:all,min_cell:11",
                 "Administrators see operational statistics as aggregates with small cells suppressed.",
             )
         )  # fmt: skip

@@ -76,11 +76,14 @@ class PolicyRule(models.Model):
         max_length=500,
         blank=True,
         help_text=(
-            "Comma-separated, for allow rules. scope:care | scope:department | scope:breakglass; "
+            "Comma-separated, for allow rules. scope:care | scope:department | scope:breakglass | "
+            "scope:all (every patient: de-identified and aggregate lanes); "
             "mask:TABLE.COLUMN=KIND (redact, first4, last4, first3last4, hash, null, year); "
             "lane:identified | lane:deidentified | lane:aggregate; min_cell:11; confirm (the purpose "
             "is confirmed before special-category data is shown); reach:care_team (protected "
-            "patients only through the care team or break-glass)."
+            "patients only through the care team or break-glass); k:5 and l:2 (research rows are "
+            "k-anonymous and l-diverse); dp:0.5 (aggregate counts get differential-privacy noise, "
+            "this epsilon charged to the user's privacy budget per query)."
         ),
     )
     reason = models.CharField(
@@ -216,3 +219,121 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"to {self.user}: {self.subject}"
+
+
+class MaskingClass(models.TextChoices):
+    """What an identifying column holds, finer than its sensitivity class: a masking profile says,
+    per role, how each of these is shown (accessctl/profiles.py maps the warehouse's columns to them)."""
+
+    PERSON_NAME = "person_name", "Names of people"
+    MRN = "mrn", "Medical record numbers"
+    NATIONAL_ID = "national_id", "National ID numbers"
+    PHONE = "phone", "Phone numbers"
+    EMAIL = "email", "E-mail addresses"
+    ADDRESS = "address", "Street addresses"
+    CITY = "city", "Cities"
+    POSTCODE = "postcode", "Postcodes"
+    BIRTH_DATE = "birth_date", "Birth dates"
+    AGE = "age", "Ages"
+    EVENT_DATE = "event_date", "Dates and times of care"
+    PATIENT_ID = "patient_id", "Patient identifiers"
+    ENCOUNTER_ID = "encounter_id", "Admission, stay and visit identifiers"
+    STAFF_ID = "staff_id", "Staff identifiers"
+    RECORD_ID = "record_id", "Row and record identifiers"
+    FREE_TEXT = "free_text", "Clinical notes (free text)"
+    OTHER_IDENTIFIER = "other_identifier", "Other direct identifiers"
+    OTHER_INDIRECT = "other_indirect", "Other indirect identifiers (flags, relationships)"
+
+
+class MaskingMethod(models.TextChoices):
+    KEEP = "keep", "Shown as stored"
+    NULL = "null", "Withheld"
+    REDACT = "redact", "Redacted (xxxx)"
+    FIRST3LAST4 = "first3last4", "First 3 and last 4 characters shown"
+    FIRST4 = "first4", "First 4 characters shown"
+    LAST4 = "last4", "Last 4 characters shown"
+    PREFIX3 = "prefix3", "First 3 characters only"
+    HASH = "hash", "One-way hash (unkeyed)"
+    YEAR = "year", "Year only"
+    BIRTH_YEAR = "birth_year", "Year only, ages over 89 as 90"
+    MONTH = "month", "Month only"
+    SHIFT = "shift", "Shifted by a per-patient, per-project offset"
+    TOP90 = "top90", "Ages over 89 shown as 90+"
+    PSEUDONYM = "pseudonym", "Keyed pseudonym (per project)"
+    SCRUB = "scrub", "Identifiers scrubbed from the text"
+
+
+class MaskingRule(models.Model):
+    """One line of a masking profile: for this role (and optionally one research project), show this
+    class of column this way. The privacy office edits profiles in admin; no code changes."""
+
+    role = models.CharField(max_length=30, choices=Role.choices)
+    masking_class = models.CharField(max_length=30, choices=MaskingClass.choices)
+    project = models.CharField(
+        max_length=30,
+        blank=True,
+        help_text="A research project code: this line applies to that project only and wins over the "
+        "role's line. Empty: every project (and non-research roles).",
+    )
+    method = models.CharField(max_length=20, choices=MaskingMethod.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["role", "project", "masking_class"]
+        verbose_name = "masking profile line"
+        constraints = [
+            models.UniqueConstraint(fields=["role", "masking_class", "project"], name="one_method_per_class")
+        ]
+
+    def __str__(self) -> str:
+        project = f" ({self.project})" if self.project else ""
+        return f"{self.role}{project}: {self.masking_class} -> {self.method}"
+
+
+class PseudonymKey(models.Model):
+    """A research project's pseudonym key generation. The key itself is never stored: it is derived
+    from PSEUDONYM_SECRET (server environment) and the project and generation, so rotating means
+    adding a generation, and nobody with database access alone can compute a pseudonym."""
+
+    project = models.CharField(max_length=30)
+    generation = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150)
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["project", "-generation"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "generation"], name="one_key_per_generation")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} key generation {self.generation}"
+
+
+class PrivacyBudget(models.Model):
+    """A user's differential-privacy budget: the epsilon their noisy counts have spent, and the most
+    they may spend. Spent only ever grows; the privacy office raises the total in admin if it must."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    epsilon_total = models.FloatField()
+    epsilon_spent = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(epsilon_spent__gte=0) & models.Q(epsilon_total__gte=0),
+                name="privacy_budget_not_negative",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.epsilon_spent:g} of {self.epsilon_total:g} spent"
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.epsilon_total - self.epsilon_spent)

@@ -41,11 +41,12 @@ m = r.role == p.role && r.dclass == p.dclass \
 _INDEX: Final = [0, 1]
 
 MASK_KINDS: Final = frozenset({"redact", "first4", "last4", "first3last4", "hash", "null", "year"})
-SCOPES: Final = frozenset({"care", "department", "breakglass"})
+SCOPES: Final = frozenset({"care", "department", "breakglass", "all"})
 LANES: Final = frozenset({"identified", "deidentified", "aggregate"})
 _FLAGS: Final = frozenset({"breakglass", "project", "weekday"})
 _HOURS: Final = re.compile(r"hours:(\d{2})-(\d{2})")
 _MASK: Final = re.compile(r"mask:([a-z_]+)\.([a-z_]+)=([a-z0-9]+)")
+_DP: Final = re.compile(r"dp:(\d+(\.\d+)?)")
 
 
 # --- The rule vocabulary ----------------------------------------------------------------------------
@@ -59,6 +60,9 @@ class Obligations:
     min_cell: int | None = None
     confirm: bool = False
     reach_care_team: bool = False
+    k: int | None = None  # research rows: each matches at least k patients (k-anonymity)
+    l_diversity: int | None = None  # and each such group has at least l values of a sensitive attribute
+    dp_epsilon: float | None = None  # aggregate counts released with differential privacy, per query
 
 
 def parse_purposes(text: str) -> frozenset[str] | None:
@@ -90,6 +94,9 @@ def parse_obligations(text: str) -> Obligations:
     scopes: set[str] = set()
     masks: list[tuple[str, str]] = []
     lane, min_cell, confirm, reach = "", None, False, False
+    k: int | None = None
+    l_diversity: int | None = None
+    dp_epsilon: float | None = None
     for item in filter(None, (part.strip() for part in text.split(","))):
         if item.startswith("scope:") and item[6:] in SCOPES:
             scopes.add(item[6:])
@@ -99,13 +106,21 @@ def parse_obligations(text: str) -> Obligations:
             lane = item[5:]
         elif item.startswith("min_cell:") and item[9:].isdigit() and 1 <= int(item[9:]) <= 1000:
             min_cell = int(item[9:])
+        elif item.startswith("k:") and item[2:].isdigit() and 2 <= int(item[2:]) <= 100:
+            k = int(item[2:])
+        elif item.startswith("l:") and item[2:].isdigit() and 1 <= int(item[2:]) <= 20:
+            l_diversity = int(item[2:])
+        elif _DP.fullmatch(item) and 0 < float(item[3:]) <= 10:
+            dp_epsilon = float(item[3:])
         elif item == "confirm":
             confirm = True
         elif item == "reach:care_team":
             reach = True
         else:
             raise ValueError(f"unknown obligation {item!r}")
-    return Obligations(frozenset(scopes), tuple(masks), lane, min_cell, confirm, reach)
+    return Obligations(
+        frozenset(scopes), tuple(masks), lane, min_cell, confirm, reach, k, l_diversity, dp_epsilon
+    )
 
 
 def validate_rule(rule: PolicyRule) -> None:
@@ -291,6 +306,9 @@ def reload_policy() -> None:
     with _LOAD_LOCK:
         _STATE.pop("policy", None)
         _decide_class.cache_clear()
+    from accessctl.profiles import reload_profiles  # the profiles load with the policy's version
+
+    reload_profiles()
 
 
 # --- Decisions per data class ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from django.conf import settings
 from sqlglot import exp
 
 from accessctl.decision import Decision
+from accessctl.disclose import RAW_SUBJECT
 from accessctl.masks import mask_expression
 from accessctl.rewrite import ReadPolicy, TableView
 from accessctl.scope import SCOPE_CTE, ScopeSpec, in_scope, scope_query
@@ -64,8 +65,8 @@ _IN_SCOPE: Final = in_scope()
 
 
 @functools.lru_cache(maxsize=256)
-def _mask(kind: str, column: str, dialect: str) -> exp.Expr:
-    return mask_expression(kind, column, dialect)
+def _mask(kind: str, column: str, dialect: str, column_type: str) -> exp.Expr:
+    return mask_expression(kind, column, dialect, column_type)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -78,11 +79,14 @@ def _table_view(
     hidden: frozenset[str],
     patient: bool,
     dialect: str,
+    raw_subject: bool = False,
 ) -> TableView:
     """One table's view; the same arguments give the same (shared, never changed) view, so the
     guard can reuse what it built from it. `layer_id` keys the semantic layer the classes came from."""
     layer = semantic_layer()
     kinds = {column.split(".", 1)[1]: kind for column, kind in masks}
+    schema = tables().get(name)
+    types = {c.name: c.type for c in schema.columns} if schema is not None else {}
     shown: list[tuple[str, exp.Expr]] = []
     for column in columns:
         try:
@@ -92,9 +96,12 @@ def _table_view(
         if sensitivity not in allowed:
             shown.append((column, exp.Null()))
         elif column in kinds:
-            shown.append((column, _mask(kinds[column], column, dialect)))
+            shown.append((column, _mask(kinds[column], column, dialect, types.get(column, ""))))
         else:
             shown.append((column, exp.column(column)))
+    if raw_subject and "subject_id" in columns:
+        # De-identified lane: the raw patient rides along hidden (accessctl/disclose.py RAW_SUBJECT).
+        shown.append((RAW_SUBJECT, exp.column("subject_id")))
     conditions: list[exp.Expr] = []
     if patient:
         conditions.append(_IN_SCOPE)
@@ -138,6 +145,7 @@ def read_policy(
     allowed_classes: Iterable[str],
     hide_special: Iterable[str] = (),
     only: Iterable[str] | None = None,
+    raw_subject: bool = False,
 ) -> ReadPolicy:
     """Every readable table (or those in `only`) as a view: rows in scope (and outside the hidden
     special categories), columns masked as the decision says, columns of any class not allowed NULL."""
@@ -149,14 +157,16 @@ def read_policy(
     wanted = (
         catalog.columns if only is None else {n: catalog.columns[n] for n in only if n in catalog.columns}
     )
+    # Every patient, nobody excluded: no row predicate at all (it would cost a semi-join per table).
+    everyone = "all" in decision.scopes and not decision.excluded
     for name, columns in wanted.items():
         masks = tuple(sorted((c, k) for c, k in decision.masks.items() if c.startswith(f"{name}.")))
         views[name] = _table_view(
             id(layer), name, columns, allowed, masks, hidden if name in CODED_TABLES else frozenset(),
-            name in patient_tables, dialect,
+            name in patient_tables and not everyone, dialect, raw_subject,
         )  # fmt: skip
     ctes: tuple[tuple[str, exp.Query], ...] = ()
-    if patient_tables:
+    if patient_tables and not everyone:
         ctes = ((SCOPE_CTE, scope_query(subject, scope_spec(decision, catalog), dialect)),)
     return ReadPolicy(
         dialect=dialect,

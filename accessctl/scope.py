@@ -25,7 +25,7 @@ _STAMP: Final = "%Y-%m-%d %H:%M:%S"
 
 @dataclass(frozen=True)
 class ScopeSpec:
-    kinds: frozenset[str]  # care, department, breakglass
+    kinds: frozenset[str]  # care, department, breakglass, all
     # Protected kinds of patient (vip, employee) reachable only through the care team or break-glass,
     # and those not reachable at all.
     team_only: frozenset[str]
@@ -64,6 +64,14 @@ def _flags(kinds: Iterable[str]) -> str:
 
 def scope_sql(subject: Subject, spec: ScopeSpec) -> str:
     """SELECT subject_id ... : the patients this subject may see now (empty when nothing grants any)."""
+    if "all" in spec.kinds:
+        # Every patient, for de-identified and aggregate answers (less any kind policy excludes).
+        if spec.identities and spec.excluded:
+            return (
+                "SELECT subject_id FROM patients WHERE subject_id NOT IN "
+                f"(SELECT subject_id FROM patient_identity WHERE {_flags(spec.excluded)})"
+            )
+        return "SELECT subject_id FROM patients"
     now = _stamp(subject.data_now)
     since = _stamp(subject.data_now - dt.timedelta(days=spec.window_days))
     by_unit: list[str] = []

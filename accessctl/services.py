@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Final
+from typing import Any, Final
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -19,14 +19,18 @@ from accessctl.models import (
     BreakGlassReason,
     BreakGlassScope,
     BreakGlassSession,
+    MaskingRule,
     Notification,
     PolicyRule,
     PolicyState,
+    PrivacyBudget,
+    PseudonymKey,
 )
 from accessctl.policy import reload_policy, validate_rule
+from accessctl.profiles import DEFAULT_LINES, validate_line
 from audit.models import EventKind, EventStatus
 from audit.services import audit_record
-from hisplatform.models import Role, StaffProfile
+from hisplatform.models import ResearchProject, Role, StaffProfile
 from hisplatform.warehouse.executor import WarehouseError, execute_readonly
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target
 
@@ -57,6 +61,26 @@ def policy_version_bump() -> None:
     transaction.on_commit(reload_policy)
 
 
+def _changed(
+    changed_by: AbstractBaseUser,
+    what: str,
+    key: str,
+    pk: object,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """After a policy or profile write: every process reloads, and the audit keeps before and after."""
+    policy_version_bump()
+    verb = "deleted" if after is None else "changed" if before else "added"
+    audit_record(
+        user=changed_by,
+        kind=EventKind.POLICY_CHANGE,
+        status=EventStatus.OK,
+        message=f"{what} {pk} {verb}",
+        details={key: pk, "before": before, "after": after},
+    )
+
+
 @transaction.atomic
 def policy_rule_save(*, rule: PolicyRule, changed_by: AbstractBaseUser) -> PolicyRule:
     """Validate and save a rule, record the change in the audit trail and make every process reload."""
@@ -64,14 +88,7 @@ def policy_rule_save(*, rule: PolicyRule, changed_by: AbstractBaseUser) -> Polic
     before = model_to_dict(PolicyRule.objects.get(pk=rule.pk)) if rule.pk else None
     rule.updated_by = changed_by.get_username()
     rule.save()
-    policy_version_bump()
-    audit_record(
-        user=changed_by,
-        kind=EventKind.POLICY_CHANGE,
-        status=EventStatus.OK,
-        message=f"policy rule {rule.pk} {'changed' if before else 'added'}",
-        details={"rule": rule.pk, "before": before, "after": model_to_dict(rule)},
-    )
+    _changed(changed_by, "policy rule", "rule", rule.pk, before, model_to_dict(rule))
     return rule
 
 
@@ -80,25 +97,99 @@ def policy_rule_delete(*, rule: PolicyRule, changed_by: AbstractBaseUser) -> Non
     before = model_to_dict(rule)
     pk = rule.pk
     rule.delete()
-    policy_version_bump()
-    audit_record(
-        user=changed_by,
-        kind=EventKind.POLICY_CHANGE,
-        status=EventStatus.OK,
-        message=f"policy rule {pk} deleted",
-        details={"rule": pk, "before": before, "after": None},
-    )
+    _changed(changed_by, "policy rule", "rule", pk, before, None)
 
 
 @transaction.atomic
 def policy_load_defaults() -> int:
-    """Replace the policy with the shipped default (an empty policy denies everything)."""
+    """Replace the policy and the masking profiles with the shipped defaults (an empty policy denies
+    everything; an empty research profile withholds every direct identifier and free text)."""
     PolicyRule.objects.all().delete()
     PolicyRule.objects.bulk_create(
         PolicyRule(**rule._asdict(), updated_by="default policy") for rule in DEFAULT_RULES
     )
+    MaskingRule.objects.all().delete()
+    MaskingRule.objects.bulk_create(
+        MaskingRule(
+            role=line.role,
+            masking_class=line.masking_class,
+            method=line.method,
+            reason=line.reason,
+            updated_by="default profiles",
+        )
+        for line in DEFAULT_LINES
+    )
     policy_version_bump()
     return len(DEFAULT_RULES)
+
+
+@transaction.atomic
+def privacy_budget_spend(*, user_id: int, epsilon: float) -> PrivacyBudget:
+    """Charge epsilon to the user's differential-privacy budget, or AccessError when it would
+    overdraw it (nothing is charged then)."""
+    budget, _ = PrivacyBudget.objects.select_for_update().get_or_create(
+        user_id=user_id, defaults={"epsilon_total": float(settings.DP_EPSILON_BUDGET)}
+    )
+    if budget.remaining + 1e-9 < epsilon:
+        raise AccessError(
+            f"Your privacy budget is spent: this answer needs epsilon {epsilon:g} and "
+            f"{budget.remaining:g} of {budget.epsilon_total:g} is left. The privacy office can review "
+            "and raise it.",
+            code="privacy_budget_spent",
+        )
+    budget.epsilon_spent += epsilon
+    budget.save(update_fields=["epsilon_spent", "updated_at"])
+    return budget
+
+
+@transaction.atomic
+def masking_rule_save(*, line: MaskingRule, changed_by: AbstractBaseUser) -> MaskingRule:
+    """Validate and save a masking profile line, audit the change and make every process reload."""
+    validate_line(line)
+    before = model_to_dict(MaskingRule.objects.get(pk=line.pk)) if line.pk else None
+    line.updated_by = changed_by.get_username()
+    line.save()
+    _changed(changed_by, "masking profile line", "masking_rule", line.pk, before, model_to_dict(line))
+    return line
+
+
+@transaction.atomic
+def masking_rule_delete(*, line: MaskingRule, changed_by: AbstractBaseUser) -> None:
+    before = model_to_dict(line)
+    pk = line.pk
+    line.delete()
+    _changed(changed_by, "masking profile line", "masking_rule", pk, before, None)
+
+
+@transaction.atomic
+def pseudonym_key_rotate(*, project: str, changed_by: AbstractBaseUser, reason: str) -> PseudonymKey:
+    """Start a new key generation for a research project: from now on its pseudonyms and date shifts
+    are new, and nothing links them to the old ones (the keys themselves are never stored)."""
+    if not ResearchProject.objects.filter(code=project).exists():
+        raise AccessError(f"There is no research project {project[:30]!r}.", code="unknown_project")
+    if len(reason.strip()) < MIN_JUSTIFICATION_CHARS:
+        raise AccessError(
+            f"Say why the key is rotated, in at least {MIN_JUSTIFICATION_CHARS} characters.",
+            code="reason_too_short",
+        )
+    # Locked so two rotations at once cannot take the same generation.
+    current = PseudonymKey.objects.select_for_update().filter(project=project).order_by("-generation").first()
+    generation = (current.generation if current else 1) + 1
+    key = PseudonymKey.objects.create(
+        project=project,
+        generation=generation,
+        created_at=timezone.now(),
+        created_by=changed_by.get_username(),
+        reason=reason.strip(),
+    )
+    audit_record(
+        user=changed_by,
+        kind=EventKind.POLICY_CHANGE,
+        status=EventStatus.OK,
+        message=f"pseudonym key of {project} rotated to generation {generation}",
+        details={"project": project, "generation": generation, "reason": key.reason},
+    )
+    return key
 
 
 # --- Break-glass ----------------------------------------------------------------------------------------

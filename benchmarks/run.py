@@ -27,7 +27,9 @@ from benchmarks.access import (  # noqa: E402
     hospital_sql,
     throwaway_app_database,
 )
+from benchmarks.disclosure import bench_masking, bench_results, print_disclosure  # noqa: E402
 from benchmarks.nlq import SHARED, bench_understanding  # noqa: E402
+from benchmarks.scrub import bench_scrub  # noqa: E402
 from benchmarks.warehouse_queries import QUERIES  # noqa: E402
 from hisplatform.warehouse.loader import load_demo  # noqa: E402
 from hisplatform.warehouse.targets import WarehouseTarget, warehouse_target, writer_connection  # noqa: E402
@@ -130,6 +132,10 @@ def bench_warehouse(
     }
     if "access" in sections:
         result["access"] = bench_access(target, ref, repeats)
+    if "disclosure" in sections:
+        noon = dt.datetime.combine(ref, dt.time(12, 0), tzinfo=dt.UTC)
+        with throwaway_app_database():
+            result["disclosure"] = {"masking": bench_masking(target, noon, repeats)}
     if dialect == "postgres":
         # 1.5 GB at the default size: give the space back (the SQLite file is kept for later runs).
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
@@ -181,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dialects", default="sqlite,postgres")
     parser.add_argument(
-        "--sections", default="nlq,warehouse,access", help="comma-separated: nlq, warehouse, access"
+        "--sections",
+        default="nlq,warehouse,access,disclosure,scrub",
+        help="comma-separated: nlq, warehouse, access, disclosure, scrub",
     )
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
@@ -192,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
             bench_warehouse(d, args.patients, args.seed, args.reference_date, args.repeats, sections)
             for d in args.dialects.split(",")
         ]
-        if {"warehouse", "access"} & sections
+        if {"warehouse", "access", "disclosure"} & sections
         else []
     )
+    # Pure functions over results and notes: no warehouse needed.
+    disclosure = bench_results(args.repeats) if "disclosure" in sections else None
+    scrubbing = bench_scrub(args.repeats) if "scrub" in sections else None
     for result in results:
         print(
             f"\n== warehouse on {result['dialect']}: {result['patients']:,} patients, "
@@ -206,9 +217,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  raw query, median of {args.repeats}: {ms:9.2f} ms  {name}")
         if "access" in result:
             _print_access(result["access"], args.repeats)
+        if "disclosure" in result:
+            print_disclosure(result["disclosure"], result["dialect"])
+    if disclosure is not None:
+        anonymity, suppression = disclosure["k_anonymity"], disclosure["suppression"]
+        print("\n== disclosure control on results ==")
+        print(
+            f"  k-anonymity (k=5, l=2) over {anonymity['rows']:,} research rows, "
+            f"{anonymity['quasi_identifiers']} quasi-identifiers: median {anonymity['median_ms']} ms "
+            f"({anonymity['cells_per_s']:,} cells/s)"
+        )
+        print(
+            f"  small-cell + complementary suppression, {suppression['cells']:,} cells: "
+            f"median {suppression['median_ms']} ms ({suppression['cells_per_s']:,} cells/s)"
+        )
     out = ROOT / "var" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"nlq": understanding, "warehouse": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"nlq": understanding, "warehouse": results, "disclosure": disclosure, "scrubbing": scrubbing},
+            indent=2,
+        )
+    )
     print(f"\nResults written to {out.relative_to(ROOT)}")
     return 0
 

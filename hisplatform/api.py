@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from django.contrib.auth.models import User
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +17,7 @@ from accessctl.services import AccessError, breakglass_end, breakglass_open, bre
 from audit.models import EventKind, EventStatus
 from audit.services import audit_record
 from audit.signals import client_details
-from hisplatform.queries import ERROR, answer_question
+from hisplatform.queries import ABSTAINED, DENIED, ERROR, answer_question, export_answer
 
 # An error the pipeline reports -> the HTTP status that says whose problem it is.
 _ERROR_STATUS: Final[dict[str, int]] = {"bad_purpose": status.HTTP_400_BAD_REQUEST}
@@ -27,6 +28,20 @@ class AskInput(serializers.Serializer[dict[str, Any]]):
     purpose = serializers.ChoiceField(choices=Purpose.choices, required=False, allow_blank=True)
     confirm = serializers.BooleanField(
         required=False, default=False, help_text="Confirm the purpose of use for special-category data."
+    )
+    project = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=30,
+        help_text="Research project code; needed when the researcher belongs to several.",
+    )
+
+
+class ExportInput(AskInput):
+    fresh_pseudonyms = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Research pseudonyms and date shifts keyed for this export alone (unlinkable to others).",
     )
 
 
@@ -59,6 +74,9 @@ class AskOutput(serializers.Serializer[dict[str, Any]]):
     confirm_required = serializers.ListField(child=serializers.CharField())
     suggestions = serializers.ListField(child=serializers.CharField())
     purpose = serializers.CharField(allow_blank=True)
+    disclosure = serializers.DictField(
+        help_text="How the answer was protected beyond masks: lane, project, k, re-identification risk."
+    )
     policy = PolicyOutput()
     audit_event = serializers.IntegerField(allow_null=True)
 
@@ -77,23 +95,13 @@ class AskApi(APIView):
     def post(self, request: Request) -> Response:
         form = AskInput(data=request.data)
         if not form.is_valid():
-            event = audit_record(
-                user=request.user,
-                kind=EventKind.QUESTION,
-                status=EventStatus.ERROR,
-                question=str(request.data.get("question", ""))[:10_000]
-                if hasattr(request.data, "get")
-                else "",
-                message="invalid request",
-                details={"channel": "api", "errors": form.errors},
-                **client_details(request._request),
-            )
-            return _invalid(form, audit_event=event.pk)
+            return _invalid_question(request, form, EventKind.QUESTION)
         answer = answer_question(
             user=request.user,
             question=form.validated_data["question"],
             purpose=form.validated_data.get("purpose") or None,
             confirm_special=form.validated_data["confirm"],
+            project=form.validated_data.get("project") or None,
             channel="api",
             **client_details(request._request),
         )
@@ -101,6 +109,46 @@ class AskApi(APIView):
         if answer.status == ERROR:
             code = _ERROR_STATUS.get(answer.code, status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(answer.as_dict(), status=code)
+
+
+class ExportApi(APIView):
+    """Export an answer as CSV, under the same controls as asking; recorded as an export."""
+
+    @extend_schema(
+        request=ExportInput,
+        responses={
+            (200, "text/csv"): OpenApiResponse(description="The answer as CSV (RFC 4180)."),
+            400: ErrorOutput,
+            403: AskOutput,
+            422: AskOutput,
+            503: AskOutput,
+        },
+    )
+    def post(self, request: Request) -> HttpResponse | Response:
+        form = ExportInput(data=request.data)
+        if not form.is_valid():
+            return _invalid_question(request, form, EventKind.EXPORT)
+        export = export_answer(
+            user=request.user,
+            question=form.validated_data["question"],
+            purpose=form.validated_data.get("purpose") or None,
+            confirm_special=form.validated_data["confirm"],
+            project=form.validated_data.get("project") or None,
+            fresh_pseudonyms=form.validated_data["fresh_pseudonyms"],
+            channel="api",
+            **client_details(request._request),
+        )
+        answer = export.answer
+        if export.csv is None:
+            code = {
+                ABSTAINED: status.HTTP_422_UNPROCESSABLE_ENTITY,
+                DENIED: status.HTTP_403_FORBIDDEN,
+            }.get(answer.status, _ERROR_STATUS.get(answer.code, status.HTTP_503_SERVICE_UNAVAILABLE))
+            return Response(answer.as_dict(), status=code)
+        response = HttpResponse(export.csv, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["X-Audit-Event"] = str(answer.audit_event)
+        return response
 
 
 class BreakGlassInput(serializers.Serializer[dict[str, Any]]):
@@ -134,6 +182,20 @@ def _refused(error: AccessError) -> Response:
     missing = error.code == "not_found"
     code = status.HTTP_403_FORBIDDEN if forbidden else status.HTTP_404_NOT_FOUND if missing else 400
     return Response({"code": error.code, "message": error.message}, status=code)
+
+
+def _invalid_question(request: Request, form: AskInput, kind: str) -> Response:
+    """A malformed question or export request: refused with what is wrong, and audited."""
+    event = audit_record(
+        user=request.user,
+        kind=kind,
+        status=EventStatus.ERROR,
+        question=str(request.data.get("question", ""))[:10_000] if hasattr(request.data, "get") else "",
+        message="invalid request",
+        details={"channel": "api", "errors": form.errors},
+        **client_details(request._request),
+    )
+    return _invalid(form, audit_event=event.pk)
 
 
 def _invalid(form: serializers.Serializer[dict[str, Any]], **extra: Any) -> Response:

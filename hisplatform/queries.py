@@ -3,8 +3,11 @@ record, respond. The web page, the REST API and the `ask` command all call `answ
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
+import hashlib
+import io
 import logging
 import re
 import time
@@ -20,15 +23,38 @@ from django.utils import timezone
 from sqlglot import exp
 
 from accessctl.decision import DEFAULT_PURPOSE, Decision, decide
+from accessctl.disclose import (
+    PATIENTS_PREFIX,
+    QUASI_IDENTIFIERS,
+    RAW_PREFIX,
+    AggregateShape,
+    DisclosureRefused,
+    RowColumns,
+    attach_raw_subjects,
+    check_scrubbed_text,
+    is_aggregate_query,
+    prepare_aggregate,
+    refuse_named_patients,
+    refuse_ordinals,
+    row_columns,
+    top_coded,
+)
+from accessctl.masks import DESCRIPTIONS, KEYED_KINDS
 from accessctl.models import BreakGlassSession, Purpose, PurposeConfirmation
+from accessctl.privacy import MECHANISM, noisy_counts
+from accessctl.profiles import scrubbed_columns
+from accessctl.pseudonyms import project_key
 from accessctl.readpolicy import Catalog, catalog_of, column_classes, read_policy, scope_spec
-from accessctl.rewrite import Inspected, SqlRefused, inspect, rewrite
+from accessctl.rewrite import RESERVED_PREFIX, Inspected, SqlRefused, inspect, rewrite
 from accessctl.scope import SCOPE_CTE, scope_sql
+from accessctl.sdc import QI, Aggregate, k_anonymise, suppress_small_cells
+from accessctl.services import AccessError, privacy_budget_spend
 from accessctl.special import CODED_TABLES, categories_of
 from accessctl.special import describe as describe_categories
 from accessctl.subjects import Subject, subject_for
 from audit.models import EventDecision, EventKind, EventStatus
 from audit.services import audit_record
+from hisplatform.models import Role
 from hisplatform.warehouse.executor import QueryResult, WarehouseError, execute_readonly
 from hisplatform.warehouse.targets import WarehouseConfigError, WarehouseTarget, warehouse_target
 from nlquery.engine import MAX_QUESTION_CHARS, compile_sql, plan_question
@@ -64,6 +90,9 @@ class Answer:
     confirm_required: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
     purpose: str = ""
+    # How the answer was protected beyond masks: lane, research project, k, the re-identification
+    # risk of research rows, generalisations (empty for identified answers).
+    disclosure: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     audit_event: int | None = None
 
@@ -78,6 +107,10 @@ class _Run:
     question: str
     subject: Subject
     purpose: str = ""
+    project: str = ""  # the research project asked under (as requested; checked in _run_sql)
+    kind: str = EventKind.QUESTION  # or EXPORT: what the audit event records
+    # An export with pseudonyms of its own: the batch their key is derived for ("" for the project's).
+    pseudonym_batch: str = ""
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
     sql_generated: str = ""
@@ -100,6 +133,7 @@ def answer_question(
     client_addr: str = "",
     user_agent: str = "",
     channel: str = "api",
+    project: str | None = None,
 ) -> Answer:
     """Answer one question for one user, as policy allows; every outcome is one audit event.
 
@@ -117,7 +151,89 @@ def answer_question(
         now=now,
         client=(client_addr, user_agent),
         body=lambda run: _after_breakglass(run, _answer(run, confirm_special, target)),
+        project=project,
     )
+
+
+@dataclass(frozen=True)
+class Export:
+    """An answer as a CSV file, and the answer itself (why nothing was exported, when nothing was)."""
+
+    answer: Answer
+    csv: str | None  # None unless the answer was answered
+    filename: str
+
+
+def export_answer(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    question: str,
+    purpose: str | None = None,
+    project: str | None = None,
+    confirm_special: bool = False,
+    fresh_pseudonyms: bool = False,
+    now: dt.datetime | None = None,
+    target: WarehouseTarget | None = None,
+    client_addr: str = "",
+    user_agent: str = "",
+    channel: str = "api",
+) -> Export:
+    """Answer a question as a CSV export: the same pipeline and controls as `answer_question`,
+    recorded in the audit trail as an export with the file's SHA-256 (a copy found later can be
+    traced to it). `fresh_pseudonyms`: research pseudonyms and date shifts keyed for this export
+    alone, so nothing links its rows to any other answer or export."""
+    text = question if isinstance(question, str) else ""
+    batch = uuid.uuid4().hex[:16] if fresh_pseudonyms else ""
+    files: list[str] = []
+
+    def body(run: _Run) -> Answer:
+        answer = _after_breakglass(run, _answer(run, confirm_special, target))
+        if answer.status == ANSWERED:
+            content = answer_csv(answer)
+            files.append(content)
+            run.details["export"] = {
+                "format": "csv",
+                "rows": len(answer.rows),
+                "sha256": hashlib.sha256(content.encode()).hexdigest(),
+                "fresh_pseudonyms": fresh_pseudonyms,
+                "pseudonym_batch": batch,
+            }
+        return answer
+
+    answer = _pipeline(
+        user=user,
+        question=text,
+        channel=channel,
+        purpose=purpose,
+        now=now,
+        client=(client_addr, user_agent),
+        body=body,
+        project=project,
+        kind=EventKind.EXPORT,
+        pseudonym_batch=batch,
+    )
+    shown = files[0] if files and answer.status == ANSWERED else None
+    stamp = (now or timezone.now()).strftime("%Y%m%d-%H%M%S")
+    return Export(answer, shown, f"answer-{answer.audit_event or 'none'}-{stamp}.csv")
+
+
+# A cell a spreadsheet would read as a formula (CSV injection): written with a leading apostrophe.
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def answer_csv(answer: Answer) -> str:
+    """The answer's columns and rows as CSV (RFC 4180), every cell safe to open in a spreadsheet."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(_FORMULA_START):
+            return "'" + value
+        return "" if value is None else value
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([cell(column) for column in answer.columns])
+    writer.writerows([cell(value) for value in row] for row in answer.rows)
+    return out.getvalue()
 
 
 def _pipeline(
@@ -129,6 +245,9 @@ def _pipeline(
     now: dt.datetime | None,
     client: tuple[str, str],
     body: Callable[[_Run], Answer],
+    project: str | None = None,
+    kind: str = EventKind.QUESTION,
+    pseudonym_batch: str = "",
 ) -> Answer:
     """What every entry point shares: the moment, the subject, the purpose, one error handler, and
     the audit event written before anything is returned."""
@@ -139,7 +258,13 @@ def _pipeline(
         if settings.NLQ_NOW
         else clock
     )
-    run = _Run(question=question, subject=_nobody(user, clock))
+    run = _Run(
+        question=question,
+        subject=_nobody(user, clock),
+        project=(project or "").strip(),
+        kind=kind,
+        pseudonym_batch=pseudonym_batch,
+    )
     run.details["channel"] = channel
     try:
         run.subject = subject_for(user=user, clock=clock, data_now=data_now)
@@ -186,6 +311,7 @@ def answer_sql(
     confirm_special: bool = False,
     now: dt.datetime | None = None,
     target: WarehouseTarget | None = None,
+    project: str | None = None,
 ) -> Answer:
     """Run hand-written SQL through decide, rewrite, execute and record, as if the compiler wrote it.
 
@@ -206,6 +332,7 @@ def answer_sql(
         now=now,
         client=("", ""),
         body=body,
+        project=project,
     )
 
 
@@ -290,6 +417,10 @@ def _run_sql(
     patient_rows = bool(set(inspected.tables) & catalog.patient_tables())
     coded = bool(set(inspected.tables) & CODED_TABLES)
     patient_tables = catalog.patient_tables()
+    project, refusal = _research_project(run)
+    if refusal is not None:
+        refusal.interpretation = interpretation
+        return refusal
     decision = decide(
         subject=subject,
         purpose=run.purpose,
@@ -297,6 +428,7 @@ def _run_sql(
         patient_rows=patient_rows,
         coded=coded,
         patient_classes={c for column, c in classes.items() if column.split(".", 1)[0] in patient_tables},
+        project=project,
     )
     run.decision = decision
     if not decision.allowed:
@@ -310,7 +442,12 @@ def _run_sql(
             code="protections_unavailable",
             interpretation=interpretation,
         )
-    if patient_rows:
+    try:
+        # Before any lookup of named patients: the aggregate and research lanes refuse naming one.
+        lane = _prepare_lane(run, inspected, decision, catalog)
+    except DisclosureRefused as refused:
+        return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
+    if patient_rows and decision.lane == "identified":
         outside = _named_patients_outside_scope(inspected, subject, decision, target, catalog)
         if outside:
             run.details["refused_patients"] = outside
@@ -336,14 +473,16 @@ def _run_sql(
         catalog=catalog,
         allowed_classes=allowed,
         only=inspected.tables,
+        raw_subject=lane.rows is not None,
     )
+    key = _pseudonym_key(decision, subject, run.pseudonym_batch)
     confirm_pending = decision.confirm if coded else frozenset()
     probe = bool(confirm_pending) and not confirm_special
     try:
         # The special-category probe rewrites the same query a second time: keep its tree then.
         safe = rewrite(inspected, policy, consume=not probe)
         run.sql_executed = safe.sql
-        result = execute_readonly(safe.sql, target=target)
+        result = execute_readonly(safe.sql, target=target, pseudonym_key=key)
     except SqlRefused as refused:
         return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
     except WarehouseError as error:
@@ -360,7 +499,9 @@ def _run_sql(
             only=inspected.tables,
         )
         try:
-            without = execute_readonly(rewrite(inspected, hidden, consume=True).sql, target=target)
+            without = execute_readonly(
+                rewrite(inspected, hidden, consume=True).sql, target=target, pseudonym_key=key
+            )
         except (SqlRefused, WarehouseError) as error:
             return Answer(ERROR, getattr(error, "message", str(error)), code="special_probe_failed")
         if without.rows != result.rows or without.truncated != result.truncated:
@@ -380,6 +521,8 @@ def _run_sql(
     elif confirm_pending and confirm_special:
         run.details["purpose_confirmed"] = sorted(confirm_pending)
 
+    if decision.lane != "identified":
+        return _disclose(run, result, decision, lane, target, interpretation)
     rows = [[_json_value(value) for value in row] for row in result.rows]
     run.row_count = len(rows)
     run.patients = _patients_in(result)
@@ -414,6 +557,324 @@ def _run_sql(
         suppressed=suppressed,
         notices=notices,
     )
+
+
+def _research_project(run: _Run) -> tuple[str, Answer | None]:
+    """The research project this question is asked under: the one named, or the asker's only one."""
+    subject = run.subject
+    if run.project:
+        if run.project not in subject.projects:
+            mine = ", ".join(subject.projects) or "none"
+            return "", Answer(
+                DENIED,
+                f"{run.project[:30]!r} is not an approved, unexpired project of yours (yours: {mine}).",
+                code="bad_project",
+            )
+        return run.project, None
+    if subject.role == Role.RESEARCHER and len(subject.projects) > 1:
+        return "", Answer(
+            ERROR,
+            "You belong to several research projects (" + ", ".join(subject.projects) + "); say which one "
+            "this question is for: pseudonyms and permitted data differ between projects.",
+            code="project_required",
+        )
+    return (subject.projects[0] if subject.projects else ""), None
+
+
+def _pseudonym_key(decision: Decision, subject: Subject, batch: str = "") -> bytes | None:
+    if not any(kind in KEYED_KINDS for kind in decision.masks.values()):
+        return None
+    # Outside research (a profile a hospital gave another role), the role stands in for a project.
+    return project_key(decision.project or f"role-{subject.role}", batch=batch).key
+
+
+@dataclass
+class _Lane:
+    """What the lane prepared in the query before it ran."""
+
+    aggregate: AggregateShape | None = None
+    rows: RowColumns | None = None
+    scrubbed: frozenset[str] = frozenset()
+
+
+def _prepare_lane(run: _Run, inspected: Inspected, decision: Decision, catalog: Catalog) -> _Lane:
+    """Aggregate lane: check the query and add the hidden patient counts. De-identified rows: check
+    what the query does with scrubbed text, note where each output column comes from, and carry the
+    raw patient hidden. Raises DisclosureRefused."""
+    if decision.lane == "identified":
+        return _Lane()
+    tree = inspected.tree
+    patient_tables = catalog.patient_tables()
+    scrubbed = scrubbed_columns(run.subject.role, decision.project) & set(inspected.columns)
+    if decision.lane == "deidentified":
+        refuse_named_patients(tree)
+    if decision.lane == "aggregate" or is_aggregate_query(tree):
+        # Counting notes by what they say would search the unscrubbed text.
+        check_scrubbed_text(tree, scrubbed, shown=False)
+        shape = prepare_aggregate(tree, catalog=catalog.columns, patient_tables=patient_tables)
+        if decision.dp_epsilon is not None and shape.sized and "measure" in shape.kinds:
+            # Refused before the query runs: nothing read, no budget spent.
+            raise DisclosureRefused(
+                "Statistics here are released with differential privacy, which covers numbers of "
+                "patients only (COUNT(DISTINCT subject_id)); ask how many patients, e.g. 'number of "
+                "patients per unit'.",
+                code="dp_unsupported",
+            )
+        return _Lane(aggregate=shape)
+    refuse_ordinals(tree)
+    check_scrubbed_text(tree, scrubbed)
+    rows = row_columns(tree, catalog=catalog.columns)
+    attach_raw_subjects(tree, patient_tables=patient_tables)
+    return _Lane(rows=rows, scrubbed=scrubbed)
+
+
+def _disclose(
+    run: _Run,
+    result: QueryResult,
+    decision: Decision,
+    lane: _Lane,
+    target: WarehouseTarget,
+    interpretation: str,
+) -> Answer:
+    """The aggregate or de-identified answer: hidden columns out, small groups suppressed, or text
+    scrubbed and rows made k-anonymous."""
+    hidden = [i for i, name in enumerate(result.columns) if name.startswith(RESERVED_PREFIX)]
+    shown = [i for i in range(len(result.columns)) if i not in hidden]
+    columns = [result.columns[i] for i in shown]
+    rows = [[_json_value(row[i]) for i in shown] for row in result.rows]
+    notices = list(decision.notices)
+    suppressed: list[dict[str, Any]] = []
+    disclosure: dict[str, Any] = {"lane": decision.lane}
+    if decision.project:
+        disclosure["project"] = decision.project
+    masked = {column: how for column, how in decision.masked_description().items() if column in set(columns)}
+    if lane.aggregate is not None:
+        threshold = decision.min_cell or _MIN_CELL
+        disclosure["min_cell"] = threshold
+        sized = [i for i in hidden if result.columns[i].startswith(PATIENTS_PREFIX)]
+        if lane.aggregate.sized:
+            kinds = lane.aggregate.kinds
+            if len(kinds) != len(columns):
+                # Unsure which column is which: every value of a small group is hidden.
+                kinds = ("measure",) * len(columns)
+            counts = [min(_count(row[i]) for i in sized) if sized else 0 for row in result.rows]
+            if decision.dp_epsilon is not None:
+                try:
+                    counts = _with_noise(run, decision.dp_epsilon, kinds, rows, disclosure, notices)
+                except AccessError as spent:
+                    return Answer(DENIED, spent.message, code=spent.code, interpretation=interpretation)
+            done = suppress_small_cells(
+                Aggregate(
+                    columns=columns,
+                    rows=rows,
+                    dimensions=[i for i, kind in enumerate(kinds) if kind == "dimension"],
+                    measures=[i for i, kind in enumerate(kinds) if kind != "dimension"],
+                    patients=counts,
+                    # Noisy counts cannot be added up to a hidden one: no complements needed.
+                    margins=lane.aggregate.margins and decision.dp_epsilon is None,
+                ),
+                threshold=threshold,
+            )
+            rows = done.rows
+            notices.extend(done.notices)
+            if done.primary:
+                suppressed.append(
+                    {"what": f"{_groups(len(done.primary))} of 1 to {threshold - 1} patients",
+                     "why": "small cells", "shown_as": f"<{threshold}"}
+                )  # fmt: skip
+            if done.complementary:
+                suppressed.append(
+                    {"what": f"{_groups(len(done.complementary))} more", "why": "complementary suppression",
+                     "shown_as": "*"}
+                )  # fmt: skip
+    elif lane.rows is not None:
+        raw = [i for i in hidden if result.columns[i].startswith(RAW_PREFIX)]
+        patients = sorted({v for row in result.rows for i in raw if isinstance(v := row[i], int)})
+        run.patients = patients
+        # Classes count patients, not rows (one patient's many lab results are one person).
+        subjects = [row[raw[0]] for row in result.rows] if raw else None
+        try:
+            described = _research_rows(lane, decision, columns, rows, patients, subjects, target)
+        except (WarehouseError, ValueError) as error:
+            # The notes could not be scrubbed (names unreadable, a note beyond the model's length):
+            # nothing is shown rather than text that may still name someone.
+            logger.warning("research answer withheld: %s", type(error).__name__)
+            return Answer(
+                ERROR,
+                "The notes in this answer could not be scrubbed of identifiers, so nothing is shown. "
+                + (error.message if isinstance(error, WarehouseError) else "A note is too long to check."),
+                code="scrub_unavailable",
+                interpretation=interpretation,
+            )
+        rows = described.rows
+        notices.extend(described.notices)
+        masked.update(described.masked)
+        disclosure.update(described.disclosure)
+        if described.withheld:
+            rows_word = "row" if described.withheld == 1 else "rows"
+            suppressed.append(
+                {"what": f"{described.withheld} {rows_word}", "why": "k-anonymity", "shown_as": "withheld"}
+            )
+    run.row_count = len(rows)
+    if result.truncated:
+        notices.append(f"Only the first {len(rows):,} rows are shown.")
+    if decision.withheld and run.tables and set(run.tables) & CODED_TABLES:
+        categories = describe_categories(decision.withheld)
+        suppressed.append(
+            {"what": f"special-category diagnoses and procedures ({categories})", "why": "policy"}
+        )
+    return Answer(
+        ANSWERED,
+        "Answered." if rows else "The query ran and found no rows within what you may see.",
+        interpretation=interpretation,
+        sql=run.sql_generated if run.subject.role in _SEES_SQL else None,
+        columns=columns,
+        rows=rows,
+        truncated=result.truncated,
+        masked=masked,
+        suppressed=suppressed,
+        notices=notices,
+        disclosure=disclosure,
+    )
+
+
+def _with_noise(
+    run: _Run,
+    epsilon: float,
+    kinds: Sequence[str],
+    rows: list[list[Any]],
+    disclosure: dict[str, Any],
+    notices: list[str],
+) -> list[int]:
+    """Replace the patient counts in `rows` by noisy ones, charging epsilon to the asker's budget
+    (AccessError when it is spent); the noisy size of each group, for suppression."""
+    assert run.subject.user_id is not None
+    positions = [i for i, kind in enumerate(kinds) if kind == "patient_count"]
+    budget = privacy_budget_spend(user_id=run.subject.user_id, epsilon=epsilon)
+    noisy = noisy_counts([_count(row[i]) for row in rows for i in positions], epsilon)
+    values = iter(noisy.counts)
+    for row in rows:
+        for i in positions:
+            row[i] = next(values)
+    run.details["differential_privacy"] = {"epsilon": epsilon, "scale": noisy.scale}
+    disclosure["differential_privacy"] = {
+        "epsilon": epsilon,
+        "mechanism": MECHANISM,
+        "noise_scale": round(noisy.scale, 3),
+        "budget_total": budget.epsilon_total,
+        "budget_remaining": round(budget.remaining, 6),
+    }
+    notices.append(
+        f"Numbers of patients carry random noise (differential privacy, epsilon {epsilon:g}); your privacy "
+        f"budget has {budget.remaining:g} of {budget.epsilon_total:g} left."
+    )
+    return [min((int(row[i]) for i in positions), default=0) for row in rows]
+
+
+# Small cells when a policy names none: the hospital statistics convention (1 to 10 hidden).
+_MIN_CELL: Final = 11
+
+
+def _groups(count: int) -> str:
+    return f"{count} group" if count == 1 else f"{count} groups"
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int | float | str | decimal.Decimal):
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+    return 0
+
+
+@dataclass
+class _Described:
+    rows: list[list[Any]]
+    notices: list[str]
+    masked: dict[str, str]
+    disclosure: dict[str, Any]
+    withheld: int
+
+
+def _research_rows(
+    lane: _Lane,
+    decision: Decision,
+    columns: list[str],
+    rows: list[list[Any]],
+    patients: list[int],
+    subjects: list[Any] | None,
+    target: WarehouseTarget,
+) -> _Described:
+    """Scrub notes, show top-coded ages as 90+, then make the rows k-anonymous and l-diverse."""
+    assert lane.rows is not None
+    known = lane.rows
+    if len(known.bare) != len(columns):
+        # The output columns could not be traced: every one is treated as identifying.
+        known = RowColumns([None] * len(columns), [frozenset({"other"})] * len(columns), known.patient_rows)
+    masked: dict[str, str] = {}
+    notices: list[str] = []
+    text_names = {column.split(".", 1)[1] for column in lane.scrubbed}
+    texts = [
+        i for i, name in enumerate(columns) if known.bare[i] in lane.scrubbed or name.lower() in text_names
+    ]
+    if texts:
+        # Imported here: loading Presidio and its model is for the requests that show notes.
+        from accessctl.scrub import deny_list_for, scrubber
+
+        names = deny_list_for(target, patients)
+        engine = scrubber()
+        for i in texts:
+            cleaned = engine.scrub_many(
+                [row[i] if isinstance(row[i], str) else None for row in rows], names=names
+            )
+            for row, value in zip(rows, cleaned, strict=True):
+                row[i] = value
+            masked[columns[i]] = DESCRIPTIONS["scrub"]
+    for i, origin in enumerate(known.bare):
+        if origin is not None and decision.masks.get(origin) == "top90":
+            for row in rows:
+                row[i] = top_coded(row[i])
+    disclosure: dict[str, Any] = {}
+    withheld = 0
+    if known.patient_rows and rows:
+        quasi: dict[int, QI] = {}
+        for i, classes in enumerate(known.classes):
+            kinds = sorted(QUASI_IDENTIFIERS[c] for c in classes if c in QUASI_IDENTIFIERS)
+            if kinds:
+                quasi[i] = QI[kinds[0]] if len(set(kinds)) == 1 else QI.CATEGORY
+            elif "other" in classes:
+                quasi[i] = QI.CATEGORY
+        sensitive = [
+            i for i, classes in enumerate(known.classes) if "sensitive" in classes and i not in quasi
+        ]
+        k = decision.k or settings.DISCLOSURE_K
+        anonymised = k_anonymise(
+            columns,
+            rows,
+            quasi=quasi,
+            sensitive=sensitive,
+            k=k,
+            l=decision.l_diversity or settings.DISCLOSURE_L,
+            max_suppression=settings.DISCLOSURE_MAX_SUPPRESSION_PERCENT / 100,
+            subjects=subjects,
+        )
+        rows = anonymised.rows
+        withheld = anonymised.suppressed_rows
+        notices.extend(anonymised.notices)
+        notices.append(anonymised.risk.describe())
+        disclosure.update(
+            k=k,
+            generalised={column: level for column, level in anonymised.levels.items() if level},
+            rows_withheld=withheld,
+            risk={
+                "highest": round(anonymised.risk.highest, 4),
+                "average": round(anonymised.risk.average, 4),
+                "rows_at_risk": round(anonymised.risk.at_risk, 4),
+                "summary": anonymised.risk.describe(),
+            },
+        )
+    return _Described(rows, notices, masked, disclosure, withheld)
 
 
 def _protections_unavailable(decision: Decision, subject: Subject, catalog: Catalog) -> bool:
@@ -606,7 +1067,7 @@ def _record(
     try:
         event = audit_record(
             user=user if user.is_authenticated else None,
-            kind=EventKind.QUESTION,
+            kind=run.kind,
             status=status,
             role=subject.role,
             attributes=subject.attributes(),

@@ -178,6 +178,19 @@ BREAKGLASS_MAX_MINUTES = env_int("BREAKGLASS_MAX_MINUTES", 60, minimum=1, maximu
 # More uses than this by one person in 7 days escalate the review.
 BREAKGLASS_ESCALATE_AFTER = env_int("BREAKGLASS_ESCALATE_AFTER", 3, minimum=1, maximum=100)
 
+# Disclosure control (accessctl/disclose.py). Research pseudonym keys are derived from this secret,
+# which lives only in the server's environment: a database copy alone cannot compute a pseudonym.
+PSEUDONYM_SECRET = env_secret("PSEUDONYM_SECRET", debug=DEBUG)
+# Research rows: every row matches at least K patients on its quasi-identifiers, every such group
+# holds at least L distinct values of a sensitive attribute, and at most this share of rows is
+# withheld to get there (beyond it, values are generalised further).
+DISCLOSURE_K = env_int("DISCLOSURE_K", 5, minimum=2, maximum=100)
+DISCLOSURE_L = env_int("DISCLOSURE_L", 2, minimum=1, maximum=20)
+DISCLOSURE_MAX_SUPPRESSION_PERCENT = env_int("DISCLOSURE_MAX_SUPPRESSION_PERCENT", 5, minimum=0, maximum=50)
+# Where policy asks for differential privacy (obligation dp:EPSILON), each user may spend this much
+# epsilon in all; the privacy office raises one user's total in admin (accessctl.PrivacyBudget).
+DP_EPSILON_BUDGET = env_int("DP_EPSILON_BUDGET", 10, minimum=0, maximum=1000)
+
 # Mail (break-glass notifications). The embedded demo prints mail on the console.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
@@ -217,8 +230,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    # Casbin logs the whole model at start-up and every denied request at WARNING: routine here.
-    "loggers": {"casbin": {"level": "ERROR"}},
+    # Casbin logs the whole model at start-up and every denied request at WARNING: routine here;
+    # Presidio announces its device (always the CPU here) whenever spaCy loads its plug-ins.
+    "loggers": {"casbin": {"level": "ERROR"}, "presidio-analyzer": {"level": "WARNING"}},
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),

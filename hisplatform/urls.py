@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from hisplatform import views
-from hisplatform.api import AskApi, BreakGlassEndApi, BreakGlassOpenApi, BreakGlassReviewApi
+from hisplatform.api import AskApi, BreakGlassEndApi, BreakGlassOpenApi, BreakGlassReviewApi, ExportApi
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/ask", AskApi.as_view(), name="api-ask"),
+    path("api/v1/export", ExportApi.as_view(), name="api-export"),
     path("api/v1/breakglass", BreakGlassOpenApi.as_view(), name="api-breakglass-open"),
     path("api/v1/breakglass/<int:session_id>/end", BreakGlassEndApi.as_view(), name="api-breakglass-end"),
     path(

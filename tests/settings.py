@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-used-in-production")
+os.environ.setdefault("PSEUDONYM_SECRET", "test-only-pseudonym-secret-never-used-in-production")
 # Tests run as production does, whatever a developer's .env (written by `make demo`) says.
 os.environ["DEBUG"] = "0"
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")

@@ -142,12 +142,15 @@ def execute_readonly(
     row_cap: int | None = None,
     timeout_ms: int | None = None,
     max_result_bytes: int | None = None,
+    pseudonym_key: bytes | None = None,
 ) -> QueryResult:
     """Run one read-only query and return at most `row_cap` rows, or raise a WarehouseError.
 
     Placeholders follow the driver: `?` on SQLite, `%s` on PostgreSQL (where a literal % must then
     be written %%). Without params the SQL is sent as is. A result holding more than
     `max_result_bytes` (default WAREHOUSE_MAX_RESULT_BYTES) is refused with code "result_too_large".
+    `pseudonym_key`: the research project key the query's pseudonym and date-shift masks use, for
+    this query only (accessctl/pseudonyms.py); a query using those masks without it fails.
     """
     cap = settings.WAREHOUSE_ROW_CAP if row_cap is None else row_cap
     timeout = settings.WAREHOUSE_STATEMENT_TIMEOUT_MS if timeout_ms is None else timeout_ms
@@ -163,8 +166,8 @@ def execute_readonly(
             raise WarehouseUnavailable(str(error)) from None
     limits = _Limits(cap, timeout, max_bytes)
     if target.sqlite_path is not None:
-        return _run_sqlite(target.sqlite_path, sql, params, limits)
-    return _run_postgres(target, sql, params, limits)
+        return _run_sqlite(target.sqlite_path, sql, params, limits, pseudonym_key)
+    return _run_postgres(target, sql, params, limits, pseudonym_key)
 
 
 def close_connections() -> None:
@@ -297,6 +300,8 @@ class _SqliteHandle:
     identity: tuple[int, ...]
     deadline: list[float] = field(default_factory=lambda: [math.inf])
     denied: list[int] = field(default_factory=list)
+    # The pseudonym key of the query running now (None between queries): the functions read it here.
+    key: list[bytes | None] = field(default_factory=lambda: [None])
 
 
 class _ThreadState(threading.local):
@@ -332,7 +337,7 @@ SQLITE_FUNCTIONS: Final = frozenset(
         "abs", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "ifnull", "iif",
         "instr", "length", "like", "likelihood", "likely", "lower", "ltrim", "max", "min", "nullif",
         "octet_length", "printf", "quote", "replace", "round", "rtrim", "sign", "soundex", "substr",
-        "his_sha256", "his_mask_ids",
+        "his_sha256", "his_mask_ids", "his_pseudonym", "his_shift",
         "substring", "trim", "typeof", "unicode", "unlikely", "upper",
         # date and time
         "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
@@ -437,6 +442,34 @@ def _mask_ids(value: object, keep_ends: object) -> str | None:
     return mask_national_ids_in_text(value, bool(keep_ends)) if isinstance(value, str) else None
 
 
+def _keyed(
+    holder: list[bytes | None],
+) -> tuple[Callable[[object, object], str | None], Callable[[object], int | None]]:
+    """The pseudonym and date-shift masks on SQLite, reading the running query's key (PostgreSQL
+    computes them in SQL from a transaction-local setting)."""
+    from accessctl.pseudonyms import pseudonym, shift_days
+
+    def key() -> bytes:
+        value = holder[0]
+        if value is None:
+            # Fail the query rather than show anything unkeyed.
+            raise ValueError("no pseudonym key for this query")
+        return value
+
+    @functools.lru_cache(maxsize=65_536)
+    def cached_pseudonym(k: bytes, domain: str, value: object) -> str | None:
+        return pseudonym(k, domain, value)
+
+    @functools.lru_cache(maxsize=65_536)
+    def cached_shift(k: bytes, value: object) -> int | None:
+        return shift_days(k, value)
+
+    return (
+        lambda domain, value: cached_pseudonym(key(), str(domain), value),
+        lambda value: cached_shift(key(), value),
+    )
+
+
 def _sqlite_handle(path: Path) -> _SqliteHandle:
     state = _state()
     key = str(path)
@@ -460,6 +493,10 @@ def _sqlite_handle(path: Path) -> _SqliteHandle:
     conn.create_function("his_sha256", 1, _sha256_hex, deterministic=True)
     conn.create_function("his_mask_ids", 2, _mask_ids, deterministic=True)
     handle = _SqliteHandle(conn, identity)
+    pseudonym_function, shift_function = _keyed(handle.key)
+    # Not deterministic: the same value gives another result under another query's key.
+    conn.create_function("his_pseudonym", 2, pseudonym_function)
+    conn.create_function("his_shift", 1, shift_function)
     conn.set_authorizer(_sqlite_authorizer(handle.denied))
     deadline = handle.deadline
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), _SQLITE_PROGRESS_STEPS)
@@ -473,9 +510,12 @@ def _sqlite_discard(path: Path) -> None:
         handle.conn.close()
 
 
-def _run_sqlite(path: Path, sql: str, params: Sequence[object] | None, limits: _Limits) -> QueryResult:
+def _run_sqlite(
+    path: Path, sql: str, params: Sequence[object] | None, limits: _Limits, key: bytes | None
+) -> QueryResult:
     handle = _sqlite_handle(path)
     handle.denied.clear()
+    handle.key[0] = key
     started = time.perf_counter()
     handle.deadline[0] = time.monotonic() + limits.timeout_ms / 1000
     cursor: sqlite3.Cursor | None = None
@@ -499,6 +539,7 @@ def _run_sqlite(path: Path, sql: str, params: Sequence[object] | None, limits: _
         raise mapped from None
     finally:
         handle.deadline[0] = math.inf
+        handle.key[0] = None
         if cursor is not None:
             cursor.close()  # resets the statement, releasing the read lock a reload would wait on
     duration_ms = (time.perf_counter() - started) * 1000
@@ -712,7 +753,7 @@ _PG_BOUNDED_TEXT_TYPES: Final = frozenset(psycopg.postgres.types[name].oid for n
 
 
 def _run_postgres(
-    target: WarehouseTarget, sql: str, params: Sequence[object] | None, limits: _Limits
+    target: WarehouseTarget, sql: str, params: Sequence[object] | None, limits: _Limits, key: bytes | None
 ) -> QueryResult:
     url = reader_url(target)
     conn = _pg_begin(url, target, limits.timeout_ms)
@@ -720,6 +761,13 @@ def _run_postgres(
     keep = False
     cursor = conn.cursor()
     try:
+        if key is not None:
+            # Bound as parameters and local to this transaction: the key is in no statement text.
+            inner, outer = _hmac_pads(key)
+            conn.execute(
+                "SELECT set_config('his.hmac_ipad', %s, true), set_config('his.hmac_opad', %s, true)",
+                (inner, outer),
+            )
         # stream() runs the query once, whole, as an ordinary statement, so the planner keeps its
         # parallel plans (a DECLAREd cursor never gets one: aggregates over millions of rows ran 2-5x
         # slower that way), while libpq hands the rows over in chunks: only about cap + 1 rows are
@@ -747,6 +795,12 @@ def _run_postgres(
             # a fresh connection costs a few milliseconds, and failures are rare.
             _pg_discard(url)
     return QueryResult(columns, rows[: limits.cap], len(rows) > limits.cap, duration_ms)
+
+
+def _hmac_pads(key: bytes) -> tuple[str, str]:
+    from accessctl.pseudonyms import ProjectKey
+
+    return ProjectKey(key, "").pads()
 
 
 def _pg_measured_columns(cursor: psycopg.Cursor[TupleRow], limits: _Limits) -> list[int]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth.models import User
 
-from accessctl.models import PolicyRule
+from accessctl.models import MaskingRule, PolicyRule
 from accessctl.readpolicy import forget_catalogs
 from accessctl.services import policy_load_defaults
 from hisplatform.demo import DEMO_STAFF
@@ -27,7 +27,7 @@ People = dict[str, User]
 @pytest.fixture
 def default_policy(db: None) -> None:
     """The shipped policy (migration 0002 loads it; a flushing test before this one may have removed it)."""
-    if not PolicyRule.objects.exists():
+    if not PolicyRule.objects.exists() or not MaskingRule.objects.exists():
         policy_load_defaults()
     forget_catalogs()
 

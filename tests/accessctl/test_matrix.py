@@ -147,6 +147,8 @@ DRUG = "what was the first drug prescribed to patient {p}?"
 DOB = "what is the date of birth of patient {p}?"
 DIAGNOSIS = "what was the name of the diagnosis that patient {p} received last?"
 TOP_LABS = "what are the top 3 most frequent lab tests?"
+CENSUS = "how many patients are currently admitted?"
+IDENTITIES = "sql:SELECT mrn, national_id, given_name, family_name, postcode FROM patient_identity"
 IDENTITY = "sql:SELECT mrn, national_id, given_name, family_name FROM patient_identity WHERE subject_id = {p}"
 NOTES = "sql:SELECT note_type, charttime, text FROM notes WHERE subject_id = {p} ORDER BY charttime"
 COST = "sql:SELECT SUM(cost) FROM cost WHERE subject_id = {p}"
@@ -176,7 +178,8 @@ CASES: tuple[Case, ...] = (
     Case("clinician special unconfirmed", "dr.carter", "special", "special", DIAGNOSIS, "denied", "confirmation_required"),
     Case("clinician special confirmed", "dr.carter", "special", "special", DIAGNOSIS, "answered", confirm=True),
     Case("clinician research purpose", "dr.carter", "demographic", "in_care", GENDER, "denied", "policy_denied", "HRESCH"),
-    Case("clinician operations purpose", "dr.carter", "demographic", "in_care", GENDER, "denied", "policy_denied", "HOPERAT"),
+    Case("clinician operations purpose", "dr.carter", "demographic", "in_care", GENDER, "denied", "isolating_query", "HOPERAT"),
+    Case("clinician operations counts", "dr.carter", "demographic", "", CENSUS, "answered", "", "HOPERAT"),
     Case("clinician emergency purpose no glass", "dr.carter", "demographic", "in_care", GENDER, "denied", "policy_denied", "ETREAT"),
     Case("clinician btg purpose no glass", "dr.carter", "demographic", "in_care", GENDER, "denied", "policy_denied", "BTG"),
     # Nurse: the same scope; protected patients only through the care team.
@@ -195,17 +198,19 @@ CASES: tuple[Case, ...] = (
     Case("neuro glass other patient", "dr.okafor", "demographic", "recent", GENDER, "denied", "out_of_scope", breakglass="open"),
     Case("neuro glass treat purpose", "dr.okafor", "demographic", "in_care", GENDER, "denied", "out_of_scope", "TREAT", "open"),
     Case("neuro glass expired", "dr.okafor", "demographic", "in_care", GENDER, "denied", "breakglass_expired", breakglass="expired"),
-    # Researcher: only the de-identified lane, which is not open yet; never direct identifiers.
-    Case("researcher demographic", "res.garcia", "demographic", "in_care", GENDER, "denied", "lane_closed"),
-    Case("researcher population", "res.garcia", "reference", "", TOP_LABS, "denied", "lane_closed"),
-    Case("researcher identity", "res.garcia", "identifier_direct", "in_care", IDENTITY, "denied", "policy_denied"),
+    # Researcher: the de-identified lane; patients only by project pseudonym.
+    Case("researcher demographic", "res.garcia", "demographic", "in_care", GENDER, "denied", "isolating_query"),
+    Case("researcher population", "res.garcia", "reference", "", TOP_LABS, "answered"),
+    Case("researcher identity", "res.garcia", "identifier_direct", "in_care", IDENTITY, "denied", "isolating_query"),
+    Case("researcher identity cohort", "res.garcia", "identifier_direct", "", IDENTITIES, "answered"),
     Case("researcher treat purpose", "res.garcia", "demographic", "in_care", GENDER, "denied", "policy_denied", "TREAT"),
     Case("lapsed researcher", "res.lapsed", "demographic", "in_care", GENDER, "denied", "policy_denied"),
-    # Administrator: only the aggregate lane, not open yet.
-    Case("admin population", "admin.walsh", "reference", "", TOP_LABS, "denied", "lane_closed"),
-    Case("admin demographic", "admin.walsh", "demographic", "in_care", GENDER, "denied", "lane_closed"),
+    # Administrator: the aggregate lane only.
+    Case("admin population", "admin.walsh", "reference", "", TOP_LABS, "denied", "aggregate_only"),
+    Case("admin counts", "admin.walsh", "demographic", "", CENSUS, "answered"),
+    Case("admin demographic", "admin.walsh", "demographic", "in_care", GENDER, "denied", "isolating_query"),
     Case("admin notes", "admin.walsh", "free_text", "in_care", NOTES, "denied", "policy_denied"),
-    Case("admin charges", "admin.walsh", "financial", "in_care", COST, "denied", "lane_closed"),
+    Case("admin charges", "admin.walsh", "financial", "in_care", COST, "denied", "isolating_query"),
     # Security officer: no clinical data at all.
     Case("security demographic", "sec.ito", "demographic", "in_care", GENDER, "denied", "policy_denied"),
     Case("security population", "sec.ito", "reference", "", TOP_LABS, "denied", "policy_denied"),

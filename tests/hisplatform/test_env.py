@@ -55,7 +55,7 @@ def test_env_url_rejects_unsupported_or_incomplete_urls(value: str, problem: str
 
 
 def _import_settings(**env: str) -> subprocess.CompletedProcess[str]:
-    unset = {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "ALLOWED_HOSTS"}
+    unset = {"SECRET_KEY", "PSEUDONYM_SECRET", "DEBUG", "DJANGO_SETTINGS_MODULE", "ALLOWED_HOSTS"}
     clean = {k: v for k, v in os.environ.items() if k not in unset}
     clean.update(env)
     return subprocess.run(
@@ -79,7 +79,11 @@ STRONG = "k3Jd9-fQ2xLm7ZpR4tVw8yBn1cHs6gAe"
 
 def test_debug_runs_without_a_secret_and_production_with_one() -> None:
     assert _import_settings(DEBUG="1").returncode == 0
-    assert _import_settings(DEBUG="0", SECRET_KEY=STRONG, ALLOWED_HOSTS="analytics.example").returncode == 0
+    production = {"SECRET_KEY": STRONG, "ALLOWED_HOSTS": "analytics.example"}
+    assert _import_settings(DEBUG="0", PSEUDONYM_SECRET=STRONG[::-1], **production).returncode == 0
+    missing = _import_settings(DEBUG="0", **production)
+    assert missing.returncode != 0
+    assert "PSEUDONYM_SECRET must be set" in missing.stderr
 
 
 @pytest.mark.parametrize("secret", ["short-secret", "replace-with-50-random-characters-from-a-vault"])

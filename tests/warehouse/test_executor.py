@@ -221,7 +221,14 @@ def _reader_settings(settings) -> None:
 
 
 def run(wh: Warehouse, sql: str, params: list[object] | None = None, **kwargs: int) -> QueryResult:
-    return execute_readonly(sql, params, target=wh.target, **kwargs)
+    return execute_readonly(
+        sql,
+        params,
+        target=wh.target,
+        row_cap=kwargs.get("row_cap"),
+        timeout_ms=kwargs.get("timeout_ms"),
+        max_result_bytes=kwargs.get("max_result_bytes"),
+    )
 
 
 def _counting(n: int, select: str) -> str:

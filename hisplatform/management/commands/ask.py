@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 from argparse import ArgumentParser
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import EventKind, EventStatus
 from audit.services import audit_record
-from hisplatform.queries import ERROR, Answer, answer_question
+from hisplatform.queries import ERROR, Answer, answer_question, export_answer
 
 
 class Command(BaseCommand):
@@ -33,6 +34,18 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--confirm", action="store_true", help="confirm the purpose of use for special-category data"
+        )
+        parser.add_argument("--project", default=None, help="research project code (researchers in several)")
+        parser.add_argument(
+            "--csv",
+            metavar="PATH",
+            default=None,
+            help="export the answer to this CSV file (audited as an export); the answer is printed as usual",
+        )
+        parser.add_argument(
+            "--fresh-pseudonyms",
+            action="store_true",
+            help="with --csv: research pseudonyms keyed for this export alone",
         )
         parser.add_argument("--json", action="store_true", help="print the answer as one JSON object")
 
@@ -59,11 +72,26 @@ class Command(BaseCommand):
             )
             answer = Answer(ERROR, f"There is no active user {options['user']!r}.", code="unknown_user")
             answer.audit_event = event.pk
+        elif options["csv"]:
+            export = export_answer(
+                user=user,
+                question=options["question"],
+                purpose=options["purpose"],
+                project=options["project"],
+                confirm_special=options["confirm"],
+                fresh_pseudonyms=options["fresh_pseudonyms"],
+                now=now,
+                channel="cli",
+            )
+            answer = export.answer
+            if export.csv is not None:
+                Path(options["csv"]).write_text(export.csv, encoding="utf-8", newline="")
         else:
             answer = answer_question(
                 user=user,
                 question=options["question"],
                 purpose=options["purpose"],
+                project=options["project"],
                 confirm_special=options["confirm"],
                 now=now,
                 channel="cli",

@@ -1,0 +1,611 @@
+"""Disclosure control around the query: what the aggregate and de-identified lanes allow a query to
+do before it runs, and what they do to its result afterwards.
+
+Aggregate lane (administrators; research counts): the query must be an aggregate; every group is
+sized by the distinct patients behind it (a hidden COUNT(DISTINCT subject_id) added to the query
+itself, so the size is exact whatever the measure counts), then small groups are suppressed with
+complementary suppression (accessctl/sdc.py). A query that names one patient, groups by patient,
+or tests other patients' data in a condition that does not relate to the rows counted is refused.
+
+De-identified rows (research): masks were applied inside the query (profiles, pseudonyms, shifts);
+afterwards free text is scrubbed (accessctl/scrub.py), top-coded ages read "90+", and the rows are
+made k-anonymous and l-diverse over their quasi-identifiers, with a re-identification risk estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlglot import exp
+
+from accessctl.models import MaskingClass
+from accessctl.profiles import masking_class_of
+
+# Hidden output columns carrying each group's distinct patients (one per patient-bearing source).
+PATIENTS_PREFIX: Final = "__patients_"
+# Columns whose literal values name one patient, one stay or one record.
+_NAMING_COLUMNS: Final = frozenset(
+    {
+        "subject_id", "hadm_id", "stay_id", "transfer_id", "visit_id", "mrn", "national_id",
+        "note_id", "row_id", "contact_id", "specimen_id", "staff_id", "author_staff_id",
+    }
+)  # fmt: skip
+# Aggregates sqlglot does not type as such (SQLite's and PostgreSQL's own names).
+_ANONYMOUS_AGGREGATES: Final = frozenset({"total", "string_agg", "group_concat", "percentile_cont"})
+# Output names that say a column is a share of a total: hidden cells could be derived from it.
+_SHARE_WORDS: Final = ("percent", "pct", "share", "rate", "ratio", "proportion", "fraction")
+
+
+class DisclosureRefused(Exception):
+    """The query cannot be answered in this lane; `message` says why and what to ask instead."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# --- Reading the query -------------------------------------------------------------------------------
+
+
+def _select_of(query: exp.Expr) -> exp.Select | None:
+    while isinstance(query, exp.SetOperation):
+        query = query.this
+    if isinstance(query, exp.Subquery):
+        return _select_of(query.this)
+    return query if isinstance(query, exp.Select) else None
+
+
+def _ctes(tree: exp.Expr) -> dict[str, exp.Expr]:
+    return {cte.alias_or_name.lower(): cte.this for cte in tree.find_all(exp.CTE)}
+
+
+def _sources(select: exp.Select) -> list[exp.Expr]:
+    found: list[exp.Expr] = []
+    from_ = select.args.get("from_")
+    if isinstance(from_, exp.From) and from_.this is not None:
+        found.append(from_.this)
+    for join in select.args.get("joins") or ():
+        if isinstance(join, exp.Join) and join.this is not None:
+            found.append(join.this)
+    return found
+
+
+def _source_name(source: exp.Expr) -> str:
+    return source.alias_or_name.lower()
+
+
+def _own(node: exp.Expr, select: exp.Select) -> bool:
+    """Whether `node` belongs to `select` itself, not to a subquery inside it."""
+    return node.find_ancestor(exp.Select) is select
+
+
+def _is_aggregate_call(node: exp.Expr) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.lower() in _ANONYMOUS_AGGREGATES
+
+
+def _aggregates(select: exp.Select) -> bool:
+    if select.args.get("group") is not None:
+        return True
+    for projection in select.expressions:
+        for node in projection.walk():
+            if _is_aggregate_call(node) and _own(node, select) and node.find_ancestor(exp.Window) is None:
+                return True
+    return False
+
+
+@dataclass
+class _Resolver:
+    """Answers, for a query, what its sources are and which output columns come from which table columns."""
+
+    tree: exp.Expr
+    catalog: Mapping[str, Sequence[str]]
+    ctes: dict[str, exp.Expr] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ctes = _ctes(self.tree)
+
+    def derived(self, source: exp.Expr) -> exp.Expr | None:
+        """The query behind a derived source (subquery or CTE), or None for a warehouse table."""
+        if isinstance(source, exp.Subquery):
+            inner: exp.Expr | None = source.this
+            return inner
+        if isinstance(source, exp.Table):
+            return self.ctes.get(source.name.lower())
+        return None
+
+    def outputs(self, query: exp.Expr) -> list[tuple[str, frozenset[str]]]:
+        """(name, the "table.column" it is a bare copy of, or empty) for each output column."""
+        select = _select_of(query)
+        if select is None:
+            return []
+        found: list[tuple[str, frozenset[str]]] = []
+        for projection in select.expressions:
+            if isinstance(projection, exp.Star) or (
+                isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+            ):
+                qualifier = projection.table.lower() if isinstance(projection, exp.Column) else ""
+                for source in _sources(select):
+                    if not qualifier or _source_name(source) == qualifier:
+                        found.extend(self.source_outputs(source))
+                continue
+            inner = projection.unalias() if isinstance(projection, exp.Alias) else projection
+            origin = self.origin(inner, select) if isinstance(inner, exp.Column) else frozenset()
+            found.append((projection.alias_or_name.lower(), origin))
+        return found
+
+    def source_outputs(self, source: exp.Expr) -> list[tuple[str, frozenset[str]]]:
+        query = self.derived(source)
+        if query is not None:
+            return self.outputs(query)
+        if isinstance(source, exp.Table):
+            name = source.name.lower()
+            return [(column, frozenset({f"{name}.{column}"})) for column in self.catalog.get(name, ())]
+        return []
+
+    def origin(self, column: exp.Column, select: exp.Select) -> frozenset[str]:
+        """The table column a column reference is a bare copy of (empty when unknown)."""
+        name = column.name.lower()
+        qualifier = column.table.lower()
+        for source in _sources(select):
+            if qualifier and _source_name(source) != qualifier:
+                continue
+            for output, origin in self.source_outputs(source):
+                if output == name:
+                    return origin
+        return frozenset()
+
+    def exposes_patient(self, source: exp.Expr, key: str = "subject_id") -> bool:
+        return any(name == key for name, _ in self.source_outputs(source))
+
+
+def reads_patient_tables(
+    query: exp.Expr, patient_tables: frozenset[str], ctes: Mapping[str, exp.Expr]
+) -> bool:
+    for table in query.find_all(exp.Table):
+        name = table.name.lower()
+        if name in patient_tables:
+            return True
+        body = ctes.get(name)
+        if body is not None and body is not query and reads_patient_tables(body, patient_tables, ctes):
+            return True
+    return False
+
+
+def is_aggregate_query(tree: exp.Query) -> bool:
+    """Whether the query answers with groups (itself or a query it only passes through)."""
+    resolver = _Resolver(tree, {})
+    return _aggregating_select(tree, resolver) is not None
+
+
+def _aggregating_select(query: exp.Expr, resolver: _Resolver) -> exp.Select | None:
+    """The select that aggregates, reached from the outermost through pass-through selects."""
+    select = _select_of(query)
+    if select is None or isinstance(query, exp.SetOperation):
+        return None
+    if _aggregates(select):
+        return select
+    sources = _sources(select)
+    if len(sources) != 1:
+        return None
+    inner = resolver.derived(sources[0])
+    if inner is None:
+        return None
+    passes = all(
+        isinstance(p, exp.Star | exp.Column)
+        or (isinstance(p, exp.Alias) and isinstance(p.unalias(), exp.Column))
+        for p in select.expressions
+    )
+    return _aggregating_select(inner, resolver) if passes else None
+
+
+# --- The aggregate lane ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AggregateShape:
+    """What the prepared query returns: for each output column (hidden ones aside), whether it is a
+    group ("dimension"), a number of patients ("patient_count") or another statistic ("measure");
+    and whether totals or shares may be present."""
+
+    kinds: tuple[str, ...]
+    margins: bool
+    sized: bool  # the hidden patient counts were added (False: no patient table is read)
+
+
+_NOT_AGGREGATE: Final = (
+    "Only counts and other statistics over groups of patients can be shown here, never rows about "
+    "patients. Ask for a number, e.g. 'how many admissions per department last month'."
+)
+
+
+def prepare_aggregate(
+    tree: exp.Query, *, catalog: Mapping[str, Sequence[str]], patient_tables: frozenset[str]
+) -> AggregateShape:
+    """Check the query for the aggregate lane and add the hidden patient counts to it (in place).
+
+    Raises DisclosureRefused for a query that is not an aggregate, names one patient, groups by
+    patient, or conditions on patient data that does not relate to the rows it counts.
+    """
+    resolver = _Resolver(tree, catalog)
+    if isinstance(tree, exp.SetOperation):
+        raise DisclosureRefused(
+            "Combine the groups in one query (no UNION) so that small groups can be checked.",
+            code="aggregate_union",
+        )
+    _refuse_isolating(tree)
+    target = _aggregating_select(tree, resolver)
+    if target is None:
+        raise DisclosureRefused(_NOT_AGGREGATE, code="aggregate_only")
+    _refuse_unrelated_subqueries(tree, resolver, patient_tables)
+    # Groups are sized by the people behind them: patients, or staff where no patient is read.
+    person = "subject_id"
+    sources = [s for s in _sources(target) if resolver.exposes_patient(s)]
+    if not sources:
+        person = "staff_id"
+        sources = [s for s in _sources(target) if resolver.exposes_patient(s, person)]
+    if not sources:
+        if reads_patient_tables(tree, patient_tables, resolver.ctes):
+            raise DisclosureRefused(
+                "This would list or count codes, units or other entries by whether patients have them, "
+                "which cannot be checked for small groups. Ask for numbers of patients, admissions or "
+                "tests instead, e.g. 'number of patients per diagnosis'.",
+                code="aggregate_unsized",
+            )
+        return AggregateShape(_output_kinds(tree, target, resolver), margins=False, sized=False)
+    kinds = _output_kinds(tree, target, resolver)
+    names = [f"{PATIENTS_PREFIX}{i}" for i in range(len(sources))]
+    for source, name in zip(sources, names, strict=True):
+        key = exp.column(person, table=source.alias_or_name)
+        target.append("expressions", exp.alias_(exp.Count(this=exp.Distinct(expressions=[key])), name))
+    _pass_through(tree, target, names, resolver)
+    output_names = tuple(name for name, _ in resolver.outputs(tree) if not name.startswith(PATIENTS_PREFIX))
+    return AggregateShape(kinds, margins=_margins(tree, target, output_names), sized=True)
+
+
+def _output_kinds(query: exp.Expr, target: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
+    """dimension/measure for each output column of `query`, following pass-through selects down to
+    the aggregating one."""
+    select = _select_of(query)
+    assert select is not None
+    if select is target:
+        return _target_kinds(target)
+    inner = resolver.derived(_sources(select)[0])
+    assert inner is not None
+    inner_kinds = _output_kinds(inner, target, resolver)
+    inner_names = [name for name, _ in resolver.outputs(inner)]
+    kinds: list[str] = []
+    for projection in select.expressions:
+        if isinstance(projection, exp.Star) or (
+            isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+        ):
+            kinds.extend(inner_kinds)
+            continue
+        column = projection.unalias() if isinstance(projection, exp.Alias) else projection
+        name = column.name.lower() if isinstance(column, exp.Column) else ""
+        position = inner_names.index(name) if name in inner_names else -1
+        kinds.append(inner_kinds[position] if 0 <= position < len(inner_kinds) else "measure")
+    return tuple(kinds)
+
+
+def _constant(node: exp.Expr | None) -> bool:
+    """A value the query writes itself (10001, 10000 + 1, '10001'): no column, no subquery."""
+    if node is None:
+        return False
+    return node.find(exp.Column, exp.Subquery, exp.Select) is None
+
+
+def _refuse_isolating(tree: exp.Query) -> None:
+    comparisons = (
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.Like,
+        exp.ILike,
+        exp.In,
+        exp.Between,
+    )
+    for node in tree.find_all(*comparisons):
+        sides = [node.this, node.args.get("expression")]
+        if not any(isinstance(c, exp.Column) and c.name.lower() in _NAMING_COLUMNS for c in sides):
+            continue
+        if isinstance(node, exp.Between):
+            values = [node.args.get("low"), node.args.get("high")]
+        elif isinstance(node, exp.In):
+            values = list(node.expressions)
+        else:
+            values = [side for side in sides if not isinstance(side, exp.Column)]
+        if any(_constant(v) for v in values):
+            raise DisclosureRefused(
+                "This names one patient, admission or record; statistics here are about groups of "
+                "patients only.",
+                code="isolating_query",
+            )
+    for group in tree.find_all(exp.Group):
+        for column in group.find_all(exp.Column):
+            if column.name.lower() in _NAMING_COLUMNS:
+                raise DisclosureRefused(
+                    "Grouping by patient, admission or record would show one patient per group; "
+                    "group by department, unit, day or another category instead.",
+                    code="isolating_query",
+                )
+
+
+def _correlated(subquery: exp.Expr) -> bool:
+    """Whether a subquery refers to a table of the query around it."""
+    own = {t.alias_or_name.lower() for t in subquery.find_all(exp.Table)}
+    own |= {s.alias_or_name.lower() for s in subquery.find_all(exp.Subquery) if s.alias}
+    return any(c.table and c.table.lower() not in own for c in subquery.find_all(exp.Column))
+
+
+def _refuse_unrelated_subqueries(
+    tree: exp.Query, resolver: _Resolver, patient_tables: frozenset[str]
+) -> None:
+    """EXISTS and scalar subqueries over patient data that do not relate to the rows counted turn a
+    count into a yes/no answer about whoever they single out."""
+    for node in tree.find_all(exp.Exists, exp.Subquery):
+        if isinstance(node, exp.Subquery) and (
+            node.alias or isinstance(node.parent, exp.In | exp.From | exp.Join | exp.CTE | exp.Exists)
+        ):
+            continue  # a derived table, or IN (...): it selects which rows are counted
+        body = node.this
+        if body is None or not reads_patient_tables(body, patient_tables, resolver.ctes):
+            continue
+        if not _correlated(body):
+            raise DisclosureRefused(
+                "A condition on patients' data that does not relate to the rows counted could single out "
+                "a patient. Put the condition on the rows themselves (e.g. 'admissions of patients with "
+                "heart failure').",
+                code="aggregate_unrelated_condition",
+            )
+
+
+def _target_kinds(select: exp.Select) -> tuple[str, ...]:
+    group = select.args.get("group")
+    keys = {g.sql() for g in group.expressions} if isinstance(group, exp.Group) else set()
+    named = {g.name.lower() for g in group.expressions if isinstance(g, exp.Column)} if group else set()
+    ordinals = {
+        int(g.this) for g in (group.expressions if group else ()) if isinstance(g, exp.Literal) and g.is_int
+    }
+    kinds: list[str] = []
+    for position, projection in enumerate(select.expressions, start=1):
+        inner = projection.unalias() if isinstance(projection, exp.Alias) else projection
+        name = projection.alias_or_name.lower()
+        if (
+            inner.sql() in keys
+            or position in ordinals
+            or (isinstance(projection, exp.Alias) and name in named)
+        ):
+            kinds.append("dimension")
+            continue
+        loose = [
+            c
+            for c in inner.find_all(exp.Column)
+            if _own(c, select)
+            and not any(_is_aggregate_call(a) for a in _ancestors(c, inner))
+            and c.find_ancestor(exp.Window) is None
+        ]
+        if loose:
+            raise DisclosureRefused(
+                f"The column {name!r} is neither a group nor a statistic over the group, so it would show "
+                "one patient's value; group by it or summarise it (count, average, ...).",
+                code="aggregate_loose_column",
+            )
+        kinds.append("patient_count" if _counts_patients(inner) else "measure")
+    return tuple(kinds)
+
+
+def _counts_patients(expression: exp.Expr) -> bool:
+    """COUNT(DISTINCT x.subject_id): a count one patient changes by at most one."""
+    if not isinstance(expression, exp.Count) or not isinstance(expression.this, exp.Distinct):
+        return False
+    counted = expression.this.expressions
+    return (
+        len(counted) == 1 and isinstance(counted[0], exp.Column) and counted[0].name.lower() == "subject_id"
+    )
+
+
+def _ancestors(node: exp.Expr, stop: exp.Expr) -> Iterable[exp.Expr]:
+    current = node.parent
+    while current is not None:
+        yield current
+        if current is stop:
+            return
+        current = current.parent
+
+
+def _pass_through(tree: exp.Expr, target: exp.Select, names: list[str], resolver: _Resolver) -> None:
+    """Carry the hidden columns up through the selects between the aggregate and the outermost."""
+    select = _select_of(tree)
+    if select is None or select is target:
+        return
+    source = _sources(select)[0]
+    inner = resolver.derived(source)
+    if inner is not None:
+        _pass_through(inner, target, names, resolver)
+    if not any(isinstance(p, exp.Star) for p in select.expressions):
+        for name in names:
+            select.append("expressions", exp.column(name, table=source.alias_or_name))
+
+
+def _margins(tree: exp.Expr, target: exp.Select, names: tuple[str, ...]) -> bool:
+    """Whether the result can carry totals or shares: then a lone hidden cell could be derived."""
+    if any(word in name for name in names for word in _SHARE_WORDS):
+        return True
+    for select in tree.find_all(exp.Select):
+        for projection in select.expressions:
+            if projection.find(exp.Window) is not None or projection.find(exp.Subquery) is not None:
+                return True
+            if projection.find(exp.Div) is not None and select is not target:
+                return True
+    return False
+
+
+def hidden_columns(columns: Sequence[str]) -> list[int]:
+    return [i for i, name in enumerate(columns) if name.lower().startswith(PATIENTS_PREFIX)]
+
+
+# --- De-identified rows ------------------------------------------------------------------------------
+
+
+def check_scrubbed_text(tree: exp.Query, scrubbed: frozenset[str], *, shown: bool = True) -> None:
+    """Scrubbed free text may be shown, never searched, compared, cut or sorted: the scrubbing happens
+    after the query, so anything the query does with the raw text could reveal what is scrubbed.
+    `shown`: the query returns rows (an aggregate cannot show text at all)."""
+    names = {column.split(".", 1)[1] for column in scrubbed}
+    if not names:
+        return
+    outer = tree if isinstance(tree, exp.Select) and shown else None
+    refused = DisclosureRefused(
+        "Clinical notes can be shown here (with identifiers scrubbed), but not searched, filtered, "
+        "sorted or cut inside the query. Ask for the notes themselves.",
+        code="scrubbed_text_used",
+    )
+    for column in tree.find_all(exp.Column):
+        if column.name.lower() not in names:
+            continue
+        holder: exp.Expr = column.parent if isinstance(column.parent, exp.Alias) else column
+        if outer is None or holder.parent is not outer or holder.arg_key != "expressions":
+            raise refused
+    for node in tree.find_all(exp.Ordered, exp.Group):
+        expressions = [node.this] if isinstance(node, exp.Ordered) else list(node.expressions)
+        if any(isinstance(e, exp.Literal) for e in expressions):
+            raise refused  # by position: could be the text
+
+
+@dataclass(frozen=True)
+class RowColumns:
+    """For each output column of a row result: the table column it is a bare copy of, if any, and the
+    masking class of the columns it is computed from."""
+
+    bare: list[str | None]
+    classes: list[frozenset[str]]
+    patient_rows: bool  # the rows are records of patients (not dictionary entries)
+
+
+def row_columns(tree: exp.Query, *, catalog: Mapping[str, Sequence[str]]) -> RowColumns:
+    """Read before the query runs (and before the hidden columns are added)."""
+    resolver = _Resolver(tree, catalog)
+    outputs = resolver.outputs(tree)
+    select = _select_of(tree)
+    classes: list[frozenset[str]] = []
+    bare: list[str | None] = []
+    projections = list(select.expressions) if select is not None else []
+    star = any(isinstance(p, exp.Star) or p.is_star for p in projections)
+    for index, (_, origin) in enumerate(outputs):
+        bare.append(next(iter(origin)) if len(origin) == 1 else None)
+        found = set(origin)
+        if not origin and not star and index < len(projections) and select is not None:
+            for column in projections[index].find_all(exp.Column):
+                found |= resolver.origin(column, select)
+        classes.append(frozenset(filter(None, (_class_of(c) for c in found))))
+    patient_rows = select is not None and any(resolver.exposes_patient(s) for s in _sources(select))
+    return RowColumns(bare, classes, patient_rows)
+
+
+def _class_of(qualified: str) -> str | None:
+    table, column = qualified.split(".", 1)
+    if qualified in _SEX_COLUMNS:
+        return "sex"
+    if qualified in _DIAGNOSIS_COLUMNS:
+        return "diagnosis"
+    if qualified in _SENSITIVE_COLUMNS:
+        return "sensitive"
+    return masking_class_of(table, column)
+
+
+_SEX_COLUMNS: Final = frozenset({"patients.gender"})
+_DIAGNOSIS_COLUMNS: Final = frozenset({"diagnoses_icd.icd_code", "procedures_icd.icd_code"})
+# Attributes a person would not want linked to them: l-diversity is checked on these.
+_SENSITIVE_COLUMNS: Final = frozenset(
+    {
+        "d_icd_diagnoses.long_title",
+        "d_icd_procedures.long_title",
+        "prescriptions.drug",
+        "microbiologyevents.org_name",
+        "labevents.flag",
+    }
+)
+# Masking classes (and the two above) that are quasi-identifiers, and how sdc.py generalises them.
+QUASI_IDENTIFIERS: Final = {
+    MaskingClass.AGE.value: "AGE",
+    MaskingClass.BIRTH_DATE.value: "DATE",
+    MaskingClass.EVENT_DATE.value: "DATE",
+    MaskingClass.POSTCODE.value: "POSTCODE",
+    "sex": "SEX",
+    "diagnosis": "DIAGNOSIS",
+}
+
+
+def top_coded(value: Any) -> Any:
+    """An age the profile top-coded at 90, as people read it."""
+    if isinstance(value, int | float) and value >= 90:
+        return "90+"
+    return value
+
+
+# The raw patient of each row, carried hidden through a de-identified query: for the audit's record
+# of whose data was disclosed, for counting patients (not rows) per k-anonymity class, and for the
+# names the note scrubber must look for. Users cannot name it (the guard reserves "__"), and it is
+# removed from every result before anything else sees it.
+RAW_SUBJECT: Final = "__subject_id"
+RAW_PREFIX: Final = "__subject_"
+
+
+def attach_raw_subjects(tree: exp.Query, *, patient_tables: frozenset[str]) -> list[str]:
+    """Add the hidden raw patient column of each patient table the outermost select reads directly."""
+    if not isinstance(tree, exp.Select) or tree.args.get("distinct") is not None:
+        return []
+    ctes = _ctes(tree)
+    names: list[str] = []
+    for index, source in enumerate(_sources(tree)):
+        if not isinstance(source, exp.Table) or source.name.lower() in ctes:
+            continue
+        if source.name.lower() not in patient_tables:
+            continue
+        name = f"{RAW_PREFIX}{index}"
+        tree.append("expressions", exp.alias_(exp.column(RAW_SUBJECT, table=source.alias_or_name), name))
+        names.append(name)
+    return names
+
+
+def refuse_ordinals(tree: exp.Query) -> None:
+    """Column positions could reach the hidden columns a star carries; names cannot."""
+    for node in tree.find_all(exp.Ordered, exp.Group):
+        expressions = [node.this] if isinstance(node, exp.Ordered) else list(node.expressions)
+        if any(isinstance(e, exp.Literal) and e.is_int for e in expressions):
+            raise DisclosureRefused(
+                "Refer to columns by name, not by position, in ORDER BY and GROUP BY here.",
+                code="ordinal_reference",
+            )
+
+
+# Keys a researcher sees as pseudonyms (a string like 'P-3f9a...'): a number typed for one names a
+# patient by the hospital's own identifier, which research never uses.
+_PSEUDONYMISED_KEYS: Final = frozenset({"subject_id", "hadm_id", "stay_id", "transfer_id", "visit_id"})
+_IDENTIFIERS: Final = frozenset({"mrn", "national_id"})
+
+
+def refuse_named_patients(tree: exp.Query) -> None:
+    """De-identified lane: patients are named by project pseudonym only."""
+    for node in tree.find_all(exp.EQ, exp.In, exp.NEQ, exp.Between, exp.GT, exp.GTE, exp.LT, exp.LTE):
+        columns = [c for c in (node.this, node.args.get("expression")) if isinstance(c, exp.Column)]
+        values = [node.args.get("expression"), node.this, node.args.get("low"), node.args.get("high")]
+        values += list(node.expressions)
+        literals = [v for v in values if isinstance(v, exp.Literal | exp.Neg)]
+        for column in columns:
+            name = column.name.lower()
+            numeric = any(not (isinstance(v, exp.Literal) and v.is_string) for v in literals)
+            if (name in _PSEUDONYMISED_KEYS and numeric) or (name in _IDENTIFIERS and literals):
+                raise DisclosureRefused(
+                    "Research answers name patients and admissions by their project pseudonyms (such as "
+                    "'P-3f9a0c1d2e4b'), never by the hospital's own numbers or identifiers.",
+                    code="isolating_query",
+                )
