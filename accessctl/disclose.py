@@ -551,16 +551,15 @@ def top_coded(value: Any) -> Any:
     return value
 
 
-# The raw patient of each row, carried hidden through a de-identified query: for the audit's record
-# of whose data was disclosed, for counting patients (not rows) per k-anonymity class, and for the
-# names the note scrubber must look for. Users cannot name it (the guard reserves "__"), and it is
-# removed from every result before anything else sees it.
-RAW_SUBJECT: Final = "__subject_id"
-RAW_PREFIX: Final = "__subject_"
+# The patient of each row, carried hidden through a de-identified query: as the view shows it (the
+# project pseudonym), so nothing the query could do with it reveals more than the rows already do.
+# The pipeline counts patients (not rows) per k-anonymity class by it, and maps it back to the real
+# patient, server-side, for the audit and the note scrubber's deny-list. Removed from every result.
+SUBJECT_PREFIX: Final = "__subject_"
 
 
-def attach_raw_subjects(tree: exp.Query, *, patient_tables: frozenset[str]) -> list[str]:
-    """Add the hidden raw patient column of each patient table the outermost select reads directly."""
+def attach_subjects(tree: exp.Query, *, patient_tables: frozenset[str]) -> list[str]:
+    """Add a hidden copy of the patient column of each patient table the outermost select reads."""
     if not isinstance(tree, exp.Select) or tree.args.get("distinct") is not None:
         return []
     ctes = _ctes(tree)
@@ -570,8 +569,8 @@ def attach_raw_subjects(tree: exp.Query, *, patient_tables: frozenset[str]) -> l
             continue
         if source.name.lower() not in patient_tables:
             continue
-        name = f"{RAW_PREFIX}{index}"
-        tree.append("expressions", exp.alias_(exp.column(RAW_SUBJECT, table=source.alias_or_name), name))
+        name = f"{SUBJECT_PREFIX}{index}"
+        tree.append("expressions", exp.alias_(exp.column("subject_id", table=source.alias_or_name), name))
         names.append(name)
     return names
 

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from django.conf import settings
 
 from accessctl.models import PseudonymKey
+from hisplatform.warehouse.executor import execute_readonly
+from hisplatform.warehouse.targets import WarehouseTarget
 
 # What a pseudonym starts with, per domain: a reader tells a patient from an admission at a glance.
 PREFIXES: Final = {"patient": "P-", "encounter": "E-", "staff": "S-", "record": "R-"}
@@ -80,3 +85,32 @@ def shift_days(key: bytes, subject_id: object) -> int | None:
         return None
     digest = _digest(key, f"shift:{subject_id}")
     return (digest[0] * 256 + digest[1]) % (2 * SHIFT_DAYS + 1) - SHIFT_DAYS
+
+
+# Pseudonym -> patient, per warehouse and key: rebuilt at most this often (a reload adds patients).
+_REVERSE_SECONDS: Final = 60.0
+_REVERSE: dict[tuple[str, bytes], tuple[float, dict[str, int]]] = {}
+_REVERSE_LOCK = threading.Lock()
+
+
+def real_patients(target: WarehouseTarget, key: bytes, shown: Iterable[object]) -> list[int]:
+    """The patients behind the pseudonyms an answer showed, for the audit's record of disclosures and
+    the note scrubber's deny-list (server-side only; nothing here reaches the asker)."""
+    wanted = {value for value in shown if isinstance(value, str)}
+    direct = {value for value in shown if isinstance(value, int)}  # a profile that keeps real ids
+    if not wanted:
+        return sorted(direct)
+    cache_key = (target.url, hashlib.sha256(key).digest())
+    with _REVERSE_LOCK:
+        cached = _REVERSE.get(cache_key)
+    if cached is None or time.monotonic() - cached[0] > _REVERSE_SECONDS:
+        rows = execute_readonly(
+            "SELECT subject_id FROM patients", target=target, row_cap=50_000_000, max_result_bytes=10**10
+        ).rows
+        mapping = {pseudonym(key, "patient", row[0]) or "": int(str(row[0])) for row in rows}
+        with _REVERSE_LOCK:
+            if len(_REVERSE) > 32:
+                _REVERSE.clear()
+            _REVERSE[cache_key] = (time.monotonic(), mapping)
+        cached = (time.monotonic(), mapping)
+    return sorted(direct | {cached[1][value] for value in wanted if value in cached[1]})

@@ -13,7 +13,6 @@ from django.conf import settings
 from sqlglot import exp
 
 from accessctl.decision import Decision
-from accessctl.disclose import RAW_SUBJECT
 from accessctl.masks import mask_expression
 from accessctl.rewrite import ReadPolicy, TableView
 from accessctl.scope import SCOPE_CTE, ScopeSpec, in_scope, scope_query
@@ -79,7 +78,6 @@ def _table_view(
     hidden: frozenset[str],
     patient: bool,
     dialect: str,
-    raw_subject: bool = False,
 ) -> TableView:
     """One table's view; the same arguments give the same (shared, never changed) view, so the
     guard can reuse what it built from it. `layer_id` keys the semantic layer the classes came from."""
@@ -99,9 +97,6 @@ def _table_view(
             shown.append((column, _mask(kinds[column], column, dialect, types.get(column, ""))))
         else:
             shown.append((column, exp.column(column)))
-    if raw_subject and "subject_id" in columns:
-        # De-identified lane: the raw patient rides along hidden (accessctl/disclose.py RAW_SUBJECT).
-        shown.append((RAW_SUBJECT, exp.column("subject_id")))
     conditions: list[exp.Expr] = []
     if patient:
         conditions.append(_IN_SCOPE)
@@ -145,7 +140,6 @@ def read_policy(
     allowed_classes: Iterable[str],
     hide_special: Iterable[str] = (),
     only: Iterable[str] | None = None,
-    raw_subject: bool = False,
 ) -> ReadPolicy:
     """Every readable table (or those in `only`) as a view: rows in scope (and outside the hidden
     special categories), columns masked as the decision says, columns of any class not allowed NULL."""
@@ -163,7 +157,7 @@ def read_policy(
         masks = tuple(sorted((c, k) for c, k in decision.masks.items() if c.startswith(f"{name}.")))
         views[name] = _table_view(
             id(layer), name, columns, allowed, masks, hidden if name in CODED_TABLES else frozenset(),
-            name in patient_tables and not everyone, dialect, raw_subject,
+            name in patient_tables and not everyone, dialect,
         )  # fmt: skip
     ctes: tuple[tuple[str, exp.Query], ...] = ()
     if patient_tables and not everyone:

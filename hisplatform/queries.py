@@ -26,11 +26,11 @@ from accessctl.decision import DEFAULT_PURPOSE, Decision, decide
 from accessctl.disclose import (
     PATIENTS_PREFIX,
     QUASI_IDENTIFIERS,
-    RAW_PREFIX,
+    SUBJECT_PREFIX,
     AggregateShape,
     DisclosureRefused,
     RowColumns,
-    attach_raw_subjects,
+    attach_subjects,
     check_scrubbed_text,
     is_aggregate_query,
     prepare_aggregate,
@@ -43,7 +43,7 @@ from accessctl.masks import DESCRIPTIONS, KEYED_KINDS
 from accessctl.models import BreakGlassSession, Purpose, PurposeConfirmation
 from accessctl.privacy import MECHANISM, noisy_counts
 from accessctl.profiles import scrubbed_columns
-from accessctl.pseudonyms import project_key
+from accessctl.pseudonyms import project_key, real_patients
 from accessctl.readpolicy import Catalog, catalog_of, column_classes, read_policy, scope_spec
 from accessctl.rewrite import RESERVED_PREFIX, Inspected, SqlRefused, inspect, rewrite
 from accessctl.scope import SCOPE_CTE, scope_sql
@@ -473,7 +473,6 @@ def _run_sql(
         catalog=catalog,
         allowed_classes=allowed,
         only=inspected.tables,
-        raw_subject=lane.rows is not None,
     )
     key = _pseudonym_key(decision, subject, run.pseudonym_batch)
     confirm_pending = decision.confirm if coded else frozenset()
@@ -522,7 +521,7 @@ def _run_sql(
         run.details["purpose_confirmed"] = sorted(confirm_pending)
 
     if decision.lane != "identified":
-        return _disclose(run, result, decision, lane, target, interpretation)
+        return _disclose(run, result, decision, lane, target, interpretation, key)
     rows = [[_json_value(value) for value in row] for row in result.rows]
     run.row_count = len(rows)
     run.patients = _patients_in(result)
@@ -624,7 +623,7 @@ def _prepare_lane(run: _Run, inspected: Inspected, decision: Decision, catalog: 
     refuse_ordinals(tree)
     check_scrubbed_text(tree, scrubbed)
     rows = row_columns(tree, catalog=catalog.columns)
-    attach_raw_subjects(tree, patient_tables=patient_tables)
+    attach_subjects(tree, patient_tables=patient_tables)
     return _Lane(rows=rows, scrubbed=scrubbed)
 
 
@@ -635,6 +634,7 @@ def _disclose(
     lane: _Lane,
     target: WarehouseTarget,
     interpretation: str,
+    key: bytes | None,
 ) -> Answer:
     """The aggregate or de-identified answer: hidden columns out, small groups suppressed, or text
     scrubbed and rows made k-anonymous."""
@@ -688,11 +688,16 @@ def _disclose(
                      "shown_as": "*"}
                 )  # fmt: skip
     elif lane.rows is not None:
-        raw = [i for i in hidden if result.columns[i].startswith(RAW_PREFIX)]
-        patients = sorted({v for row in result.rows for i in raw if isinstance(v := row[i], int)})
-        run.patients = patients
+        carried = [i for i in hidden if result.columns[i].startswith(SUBJECT_PREFIX)]
         # Classes count patients, not rows (one patient's many lab results are one person).
-        subjects = [row[raw[0]] for row in result.rows] if raw else None
+        subjects = [row[carried[0]] for row in result.rows] if carried else None
+        who = {v for row in result.rows for i in carried if (v := row[i]) is not None}
+        patients = (
+            real_patients(target, key, who)
+            if key is not None
+            else sorted(v for v in who if isinstance(v, int))
+        )
+        run.patients = patients
         try:
             described = _research_rows(lane, decision, columns, rows, patients, subjects, target)
         except (WarehouseError, ValueError) as error:

@@ -425,3 +425,24 @@ def test_differential_privacy_releases_numbers_of_patients_only(
     answer = _sql(admin, "SELECT careunit, COUNT(*) FROM transfers GROUP BY careunit", sqlite_warehouse)
     assert (answer.status, answer.code) == ("denied", "dp_unsupported")
     assert not PrivacyBudget.objects.filter(user=admin).exists()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # A union names its columns after its first branch: a star in the second could carry a hidden
+        # column into a named one. Nothing hidden may be real.
+        "SELECT subject_id, gender, 1 AS a, 2 AS b, 3 AS c FROM patients UNION ALL SELECT * FROM patients",
+        "SELECT * FROM (SELECT * FROM admissions) AS t",
+        "SELECT p.*, a.* FROM patients p JOIN admissions a ON a.subject_id = p.subject_id",
+    ],
+)
+def test_no_real_patient_number_reaches_a_researcher(
+    sql: str, sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(sqlite_people["res.garcia"], sql, sqlite_warehouse)
+    raw = {str(r[0]) for r in rows_of(sqlite_warehouse)("SELECT subject_id FROM patients")}
+    raw |= {str(r[0]) for r in rows_of(sqlite_warehouse)("SELECT hadm_id FROM admissions")}
+    assert answer.status == "answered"
+    assert not any(str(value) in raw for row in answer.rows for value in row)
+    assert not any(column.startswith("__") for column in answer.columns)
