@@ -160,7 +160,12 @@ class _Resolver:
         return frozenset()
 
     def exposes_patient(self, source: exp.Expr, key: str = "subject_id") -> bool:
-        return any(name == key for name, _ in self.source_outputs(source))
+        """Whether the source has a `key` column that really is a table's `key` (a column renamed to
+        subject_id is not a patient, and would size groups wrongly)."""
+        return any(
+            name == key and origin and all(o.endswith(f".{key}") for o in origin)
+            for name, origin in self.source_outputs(source)
+        )
 
 
 def reads_patient_tables(
@@ -238,10 +243,13 @@ def prepare_aggregate(
             code="aggregate_union",
         )
     _refuse_isolating(tree)
+    refuse_ordinals(tree)
     target = _aggregating_select(tree, resolver)
     if target is None:
         raise DisclosureRefused(_NOT_AGGREGATE, code="aggregate_only")
     _refuse_unrelated_subqueries(tree, resolver, patient_tables)
+    _refuse_filters_on_statistics(tree, target, resolver)
+    _check_statistics(target)
     # Groups are sized by the people behind them: patients, or staff where no patient is read.
     person = "subject_id"
     sources = [s for s in _sources(target) if resolver.exposes_patient(s)]
@@ -258,6 +266,8 @@ def prepare_aggregate(
             )
         return AggregateShape(_output_kinds(tree, target, resolver), margins=False, sized=False)
     kinds = _output_kinds(tree, target, resolver)
+    if person != "subject_id":
+        kinds = tuple("measure" if kind == "patient_count" else kind for kind in kinds)
     names = [f"{PATIENTS_PREFIX}{i}" for i in range(len(sources))]
     for source, name in zip(sources, names, strict=True):
         key = exp.column(person, table=source.alias_or_name)
@@ -273,7 +283,7 @@ def _output_kinds(query: exp.Expr, target: exp.Select, resolver: _Resolver) -> t
     select = _select_of(query)
     assert select is not None
     if select is target:
-        return _target_kinds(target)
+        return _target_kinds(target, resolver)
     inner = resolver.derived(_sources(select)[0])
     assert inner is not None
     inner_kinds = _output_kinds(inner, target, resolver)
@@ -299,30 +309,29 @@ def _constant(node: exp.Expr | None) -> bool:
     return node.find(exp.Column, exp.Subquery, exp.Select) is None
 
 
+def _names_someone(node: exp.Expr | None) -> bool:
+    """Whether an expression reads a column that names a patient, stay or record (subject_id + 0,
+    CAST(mrn AS TEXT), COALESCE(hadm_id, 0) ...)."""
+    if node is None:
+        return False
+    return any(c.name.lower() in _NAMING_COLUMNS for c in node.find_all(exp.Column))
+
+
 def _refuse_isolating(tree: exp.Query) -> None:
     comparisons = (
-        exp.EQ,
-        exp.NEQ,
-        exp.GT,
-        exp.GTE,
-        exp.LT,
-        exp.LTE,
-        exp.Like,
-        exp.ILike,
-        exp.In,
-        exp.Between,
-    )
+        exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Is, exp.NullSafeEQ,
+        exp.NullSafeNEQ, exp.In, exp.Between, exp.Glob,
+    )  # fmt: skip
     for node in tree.find_all(*comparisons):
-        sides = [node.this, node.args.get("expression")]
-        if not any(isinstance(c, exp.Column) and c.name.lower() in _NAMING_COLUMNS for c in sides):
-            continue
+        left, right = node.this, node.args.get("expression")
         if isinstance(node, exp.Between):
-            values = [node.args.get("low"), node.args.get("high")]
+            named, values = _names_someone(left), [node.args.get("low"), node.args.get("high")]
         elif isinstance(node, exp.In):
-            values = list(node.expressions)
+            named, values = _names_someone(left), list(node.expressions)
         else:
-            values = [side for side in sides if not isinstance(side, exp.Column)]
-        if any(_constant(v) for v in values):
+            named = _names_someone(left) or _names_someone(right)
+            values = [left, right]
+        if named and any(_constant(v) and not isinstance(v, exp.Null) for v in values):
             raise DisclosureRefused(
                 "This names one patient, admission or record; statistics here are about groups of "
                 "patients only.",
@@ -338,36 +347,104 @@ def _refuse_isolating(tree: exp.Query) -> None:
                 )
 
 
-def _correlated(subquery: exp.Expr) -> bool:
-    """Whether a subquery refers to a table of the query around it."""
-    own = {t.alias_or_name.lower() for t in subquery.find_all(exp.Table)}
-    own |= {s.alias_or_name.lower() for s in subquery.find_all(exp.Subquery) if s.alias}
-    return any(c.table and c.table.lower() not in own for c in subquery.find_all(exp.Column))
-
-
 def _refuse_unrelated_subqueries(
     tree: exp.Query, resolver: _Resolver, patient_tables: frozenset[str]
 ) -> None:
-    """EXISTS and scalar subqueries over patient data that do not relate to the rows counted turn a
-    count into a yes/no answer about whoever they single out."""
-    for node in tree.find_all(exp.Exists, exp.Subquery):
+    """A subquery over patient data may only choose which rows are counted (`x IN (SELECT ...)`).
+    EXISTS, a scalar subquery or `1 IN (SELECT ...)` turn a count into a yes/no answer about whoever
+    their condition singles out, correlated or not (a correlation can be written that means nothing)."""
+    refused = DisclosureRefused(
+        "A condition on patients' data that does not choose the rows counted could single out a patient. "
+        "Put the condition on the rows themselves (e.g. 'admissions of patients with heart failure').",
+        code="aggregate_unrelated_condition",
+    )
+    for node in tree.find_all(exp.Exists, exp.Subquery, exp.In):
+        if isinstance(node, exp.In):
+            query = node.args.get("query")
+            if (
+                query is not None
+                and _constant(node.this)
+                and reads_patient_tables(query, patient_tables, resolver.ctes)
+            ):
+                raise refused
+            continue
         if isinstance(node, exp.Subquery) and (
             node.alias or isinstance(node.parent, exp.In | exp.From | exp.Join | exp.CTE | exp.Exists)
         ):
-            continue  # a derived table, or IN (...): it selects which rows are counted
+            continue  # a derived table, or IN (...): checked above
         body = node.this
-        if body is None or not reads_patient_tables(body, patient_tables, resolver.ctes):
-            continue
-        if not _correlated(body):
-            raise DisclosureRefused(
-                "A condition on patients' data that does not relate to the rows counted could single out "
-                "a patient. Put the condition on the rows themselves (e.g. 'admissions of patients with "
-                "heart failure').",
-                code="aggregate_unrelated_condition",
-            )
+        if body is not None and reads_patient_tables(body, patient_tables, resolver.ctes):
+            raise refused
 
 
-def _target_kinds(select: exp.Select) -> tuple[str, ...]:
+# Aggregates whose value is one row's value (MIN, MAX, ANY_VALUE), or many rows' values strung
+# together, and window functions that rank or reach a neighbour row.
+_ROW_REVEALING: Final[tuple[type[exp.Expr], ...]] = (
+    exp.Min, exp.Max, exp.AnyValue, exp.GroupConcat, exp.ArrayAgg, exp.CountIf, exp.FirstValue,
+    exp.LastValue, exp.NthValue, exp.Lag, exp.Lead, exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile,
+    exp.PercentRank, exp.CumeDist,
+)  # fmt: skip
+_ROW_REVEALING_NAMES: Final = frozenset({"group_concat", "string_agg", "array_agg", "json_group_array"})
+# Inside an aggregate these pick out some rows of the group: the statistic would then be about
+# them, not the group whose size was checked.
+_CONDITIONAL: Final[tuple[type[exp.Expr], ...]] = (
+    exp.Case, exp.If, exp.Nullif, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike,
+    exp.In, exp.Between, exp.Is, exp.Glob, exp.Subquery, exp.Exists, exp.Select, exp.And, exp.Or, exp.Not,
+)  # fmt: skip
+
+
+def _check_statistics(target: exp.Select) -> None:
+    """Each statistic must be about the whole group: counts, sums, averages, spreads and shares of a
+    total, never one member's value, members' values strung together, or a subset of members."""
+    if target.args.get("having") is not None:
+        raise DisclosureRefused(
+            "Filtering groups by their statistics (HAVING) shows which groups are small; ask for all "
+            "the groups instead.",
+            code="aggregate_having",
+        )
+    for projection in target.expressions:
+        for node in projection.walk():
+            named = isinstance(node, exp.Anonymous) and node.name.lower() in _ROW_REVEALING_NAMES
+            if isinstance(node, _ROW_REVEALING) or named:
+                raise DisclosureRefused(
+                    "Minimum, maximum, first, last and listed values show single patients' values; ask "
+                    "for counts, sums, averages or medians.",
+                    code="aggregate_row_value",
+                )
+            if isinstance(node, exp.Window):
+                spec = node.args.get("order")
+                if spec is not None or not _is_aggregate_call(node.this):
+                    raise DisclosureRefused(
+                        "Only totals over the groups (SUM(...) OVER ()) may be computed across groups here.",
+                        code="aggregate_row_value",
+                    )
+            if _is_aggregate_call(node) and node.find_ancestor(exp.Window) is None:
+                for inner in node.iter_expressions():
+                    if inner.find(*_CONDITIONAL) is not None:
+                        raise DisclosureRefused(
+                            "A statistic over only some members of a group (CASE, IIF, a condition inside "
+                            "COUNT or SUM) is not checked for small numbers; put the condition in WHERE "
+                            "or group by it instead.",
+                            code="aggregate_conditional",
+                        )
+
+
+def _refuse_filters_on_statistics(tree: exp.Query, target: exp.Select, resolver: _Resolver) -> None:
+    """The selects around the aggregating one may pick and order its columns, not filter its groups
+    (WHERE t.patients = 3 would list exactly the small ones)."""
+    select = _select_of(tree)
+    while select is not None and select is not target:
+        for clause in ("where", "having", "group"):
+            if select.args.get(clause) is not None:
+                raise DisclosureRefused(
+                    "Filter the rows before they are counted, not the counts afterwards.",
+                    code="aggregate_having",
+                )
+        inner = resolver.derived(_sources(select)[0])
+        select = _select_of(inner) if inner is not None else None
+
+
+def _target_kinds(select: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
     group = select.args.get("group")
     keys = {g.sql() for g in group.expressions} if isinstance(group, exp.Group) else set()
     named = {g.name.lower() for g in group.expressions if isinstance(g, exp.Column)} if group else set()
@@ -398,18 +475,20 @@ def _target_kinds(select: exp.Select) -> tuple[str, ...]:
                 "one patient's value; group by it or summarise it (count, average, ...).",
                 code="aggregate_loose_column",
             )
-        kinds.append("patient_count" if _counts_patients(inner) else "measure")
+        kinds.append("patient_count" if _counts_patients(inner, select, resolver) else "measure")
     return tuple(kinds)
 
 
-def _counts_patients(expression: exp.Expr) -> bool:
-    """COUNT(DISTINCT x.subject_id): a count one patient changes by at most one."""
+def _counts_patients(expression: exp.Expr, select: exp.Select, resolver: _Resolver) -> bool:
+    """COUNT(DISTINCT x.subject_id) over a table's own subject_id: a count one patient changes by at
+    most one."""
     if not isinstance(expression, exp.Count) or not isinstance(expression.this, exp.Distinct):
         return False
     counted = expression.this.expressions
-    return (
-        len(counted) == 1 and isinstance(counted[0], exp.Column) and counted[0].name.lower() == "subject_id"
-    )
+    if len(counted) != 1 or not isinstance(counted[0], exp.Column):
+        return False
+    origin = resolver.origin(counted[0], select)
+    return bool(origin) and all(o.endswith(".subject_id") for o in origin)
 
 
 def _ancestors(node: exp.Expr, stop: exp.Expr) -> Iterable[exp.Expr]:
@@ -490,6 +569,29 @@ class RowColumns:
     patient_rows: bool  # the rows are records of patients (not dictionary entries)
 
 
+_ROWS_ONLY: Final = (
+    "Research rows come straight from the tables: no UNION, no subquery or CTE in FROM, no computed "
+    "subqueries, statistics or windows among the columns. Ask for counts separately."
+)
+
+
+def check_research_rows(tree: exp.Query) -> None:
+    """The shape of query whose every output column the disclosure step can trace to a table column,
+    so that nothing it shows escapes scrubbing, k-anonymity or the count of patients."""
+    if not isinstance(tree, exp.Select):
+        raise DisclosureRefused(_ROWS_ONLY, code="research_rows_shape")
+    ctes = _ctes(tree)
+    for source in _sources(tree):
+        if not isinstance(source, exp.Table) or source.name.lower() in ctes:
+            raise DisclosureRefused(_ROWS_ONLY, code="research_rows_shape")
+    for projection in tree.expressions:
+        for node in projection.walk():
+            if isinstance(node, exp.Subquery | exp.Select | exp.Exists | exp.Window) or _is_aggregate_call(
+                node
+            ):
+                raise DisclosureRefused(_ROWS_ONLY, code="research_rows_shape")
+
+
 def row_columns(tree: exp.Query, *, catalog: Mapping[str, Sequence[str]]) -> RowColumns:
     """Read before the query runs (and before the hidden columns are added)."""
     resolver = _Resolver(tree, catalog)
@@ -506,7 +608,9 @@ def row_columns(tree: exp.Query, *, catalog: Mapping[str, Sequence[str]]) -> Row
             for column in projections[index].find_all(exp.Column):
                 found |= resolver.origin(column, select)
         classes.append(frozenset(filter(None, (_class_of(c) for c in found))))
-    patient_rows = select is not None and any(resolver.exposes_patient(s) for s in _sources(select))
+    # Rows that read people's tables anywhere (a filter included) are rows about people.
+    people = {name for name, columns in catalog.items() if "subject_id" in columns} | {"staff"}
+    patient_rows = reads_patient_tables(tree, frozenset(people), resolver.ctes)
     return RowColumns(bare, classes, patient_rows)
 
 
@@ -518,10 +622,14 @@ def _class_of(qualified: str) -> str | None:
         return "diagnosis"
     if qualified in _SENSITIVE_COLUMNS:
         return "sensitive"
+    if qualified in _STAFF_ATTRIBUTES:
+        return "staff_attribute"
     return masking_class_of(table, column)
 
 
 _SEX_COLUMNS: Final = frozenset({"patients.gender"})
+# A staff member is recognised by role and department: quasi-identifiers of staff rows.
+_STAFF_ATTRIBUTES: Final = frozenset({"staff.role", "staff.department_id", "care_team.team_role"})
 _DIAGNOSIS_COLUMNS: Final = frozenset({"diagnoses_icd.icd_code", "procedures_icd.icd_code"})
 # Attributes a person would not want linked to them: l-diversity is checked on these.
 _SENSITIVE_COLUMNS: Final = frozenset(
@@ -541,6 +649,7 @@ QUASI_IDENTIFIERS: Final = {
     MaskingClass.POSTCODE.value: "POSTCODE",
     "sex": "SEX",
     "diagnosis": "DIAGNOSIS",
+    "staff_attribute": "CATEGORY",
 }
 
 

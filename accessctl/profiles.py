@@ -48,6 +48,8 @@ _EXPLICIT: Final[Mapping[str, str]] = {
     "patient_identity.birth_date": C.BIRTH_DATE,
     "patients.dob": C.BIRTH_DATE,
     "admissions.age": C.AGE,
+    # Which patients are staff (and so, through the staff table, their role): withheld with the flag.
+    "patient_identity.staff_id": C.OTHER_INDIRECT,
 }
 # Key columns by name, wherever they appear.
 _KEYS: Final[Mapping[str, str]] = {

@@ -31,6 +31,7 @@ from accessctl.disclose import (
     DisclosureRefused,
     RowColumns,
     attach_subjects,
+    check_research_rows,
     check_scrubbed_text,
     is_aggregate_query,
     prepare_aggregate,
@@ -621,6 +622,7 @@ def _prepare_lane(run: _Run, inspected: Inspected, decision: Decision, catalog: 
             )
         return _Lane(aggregate=shape)
     refuse_ordinals(tree)
+    check_research_rows(tree)
     check_scrubbed_text(tree, scrubbed)
     rows = row_columns(tree, catalog=catalog.columns)
     attach_subjects(tree, patient_tables=patient_tables)
@@ -675,8 +677,24 @@ def _disclose(
                 ),
                 threshold=threshold,
             )
-            rows = done.rows
+            dimensions = [i for i, kind in enumerate(kinds) if kind == "dimension"]
+            rows, withheld = _withhold_unlabelled(
+                done.rows, set(done.primary) | set(done.complementary), dimensions
+            )
             notices.extend(done.notices)
+            if withheld:
+                notices.append(
+                    f"{_groups(withheld)} hidden as small {'is' if withheld == 1 else 'are'} left out "
+                    "altogether: the combination of values naming "
+                    f"{'it' if withheld == 1 else 'them'} appears in no group large enough to show."
+                )
+                suppressed.append(
+                    {
+                        "what": _groups(withheld),
+                        "why": "small groups with unique labels",
+                        "shown_as": "withheld",
+                    }
+                )
             if done.primary:
                 suppressed.append(
                     {"what": f"{_groups(len(done.primary))} of 1 to {threshold - 1} patients",
@@ -689,6 +707,16 @@ def _disclose(
                 )  # fmt: skip
     elif lane.rows is not None:
         carried = [i for i in hidden if result.columns[i].startswith(SUBJECT_PREFIX)]
+        if any(len({row[i] for i in carried}) > 1 for row in result.rows):
+            # Each row would be about several patients: neither k-anonymity (which counts patients
+            # per row) nor the note scrubber (which looks for the row's patient) could be sure of it.
+            return Answer(
+                DENIED,
+                "Each research row must be about one patient: join the tables on the patient "
+                "(subject_id), not across patients.",
+                code="rows_mix_patients",
+                interpretation=interpretation,
+            )
         # Classes count patients, not rows (one patient's many lab results are one person).
         subjects = [row[carried[0]] for row in result.rows] if carried else None
         who = {v for row in result.rows for i in carried if (v := row[i]) is not None}
@@ -700,6 +728,8 @@ def _disclose(
         run.patients = patients
         try:
             described = _research_rows(lane, decision, columns, rows, patients, subjects, target)
+        except DisclosureRefused as refused:
+            return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
         except (WarehouseError, ValueError) as error:
             # The notes could not be scrubbed (names unreadable, a note beyond the model's length):
             # nothing is shown rather than text that may still name someone.
@@ -741,6 +771,31 @@ def _disclose(
         notices=notices,
         disclosure=disclosure,
     )
+
+
+def _withhold_unlabelled(
+    rows: list[list[Any]], hidden: set[int], dimensions: list[int]
+) -> tuple[list[list[Any]], int]:
+    """With two or more group columns, a small group is shown (as <11) only when each of its labels
+    also names a group large enough to show: otherwise its labels alone (an admission time with an age
+    and an insurance, say) describe a handful of patients, whatever the count says."""
+    if len(dimensions) < 2 or not hidden:
+        return rows, 0
+    seen = [{_label(rows[r][d]) for r in range(len(rows)) if r not in hidden} for d in dimensions]
+    kept: list[list[Any]] = []
+    withheld = 0
+    for index, row in enumerate(rows):
+        if index in hidden and not all(
+            _label(row[d]) in labels for d, labels in zip(dimensions, seen, strict=True)
+        ):
+            withheld += 1
+            continue
+        kept.append(row)
+    return kept, withheld
+
+
+def _label(value: Any) -> str:
+    return repr(value)
 
 
 def _with_noise(
@@ -823,6 +878,13 @@ def _research_rows(
     texts = [
         i for i, name in enumerate(columns) if known.bare[i] in lane.scrubbed or name.lower() in text_names
     ]
+    if texts and subjects is None:
+        # The deny-list of names is built from the rows' patients; without them it would hold staff only.
+        raise DisclosureRefused(
+            "Notes can be shown only together with the patient each is about: ask for them from the notes "
+            "table directly (without DISTINCT).",
+            code="scrub_needs_patient",
+        )
     if texts:
         # Imported here: loading Presidio and its model is for the requests that show notes.
         from accessctl.scrub import deny_list_for, scrubber

@@ -214,7 +214,7 @@ def test_scrubbed_text_cannot_be_searched_or_cut_inside_the_query(
 ) -> None:
     answer = _sql(sqlite_people["res.garcia"], sql, sqlite_warehouse)
     assert answer.status == "denied"
-    assert answer.code in ("scrubbed_text_used", "ordinal_reference")
+    assert answer.code in ("scrubbed_text_used", "ordinal_reference", "research_rows_shape")
     assert answer.rows == []
 
 
@@ -293,7 +293,7 @@ def test_a_pass_through_select_keeps_its_groups_checked(
 ) -> None:
     answer = _sql(
         sqlite_people["admin.walsh"],
-        f"SELECT t.careunit, t.patients FROM ({_BY_UNIT}) AS t WHERE t.patients > 0 ORDER BY t.patients",
+        f"SELECT t.careunit, t.patients FROM ({_BY_UNIT}) AS t ORDER BY t.patients",
         sqlite_warehouse,
     )
     truth = _truth(sqlite_warehouse)
@@ -312,7 +312,51 @@ def test_a_pass_through_select_keeps_its_groups_checked(
             "isolating_query",
         ),
         ("SELECT COUNT(*) FROM labevents WHERE {p} = subject_id", "isolating_query"),
-        ("SELECT subject_id, MAX(age) FROM admissions", "aggregate_loose_column"),
+        ("SELECT gender, COUNT(*) FROM patients", "aggregate_loose_column"),
+        # The reviewer's attacks: statistics that are one patient's value or a list of them ...
+        ("SELECT MAX(subject_id), MIN(hadm_id) FROM admissions", "aggregate_row_value"),
+        ("SELECT gender, GROUP_CONCAT(subject_id) FROM patients GROUP BY gender", "aggregate_row_value"),
+        ("SELECT gender, MAX(dob) FROM patients GROUP BY gender", "aggregate_row_value"),
+        (
+            "SELECT careunit, RANK() OVER (ORDER BY COUNT(*)) FROM transfers GROUP BY careunit",
+            "aggregate_row_value",
+        ),
+        # ... statistics over a chosen few of a large group ...
+        (
+            "SELECT COUNT(DISTINCT CASE WHEN age > 89 THEN subject_id END) FROM admissions",
+            "aggregate_conditional",
+        ),
+        (
+            "SELECT gender, SUM(CASE WHEN dob < '1930-01-01' THEN 1 ELSE 0 END) FROM patients "
+            "GROUP BY gender",
+            "aggregate_conditional",
+        ),
+        # ... filters on the statistics ...
+        (
+            "SELECT icd_code, COUNT(*) FROM diagnoses_icd GROUP BY icd_code HAVING COUNT(*) = 1",
+            "aggregate_having",
+        ),
+        (f"SELECT * FROM ({_BY_UNIT}) AS t WHERE t.patients = 3", "aggregate_having"),
+        # ... a patient named through an expression, and yes/no oracles ...
+        ("SELECT COUNT(*) FROM admissions WHERE subject_id + 0 = {p}", "isolating_query"),
+        ("SELECT COUNT(*) FROM admissions WHERE COALESCE(subject_id, 0) = {p}", "isolating_query"),
+        ("SELECT COUNT(*) FROM admissions WHERE CAST(hadm_id AS TEXT) = '{h}'", "isolating_query"),
+        (
+            "SELECT COUNT(*) FROM admissions a WHERE 1 IN (SELECT 1 FROM patients p WHERE p.gender = 'f' "
+            "AND p.dob < '1930-01-01')",
+            "aggregate_unrelated_condition",
+        ),
+        (
+            "SELECT COUNT(*) FROM admissions a WHERE EXISTS (SELECT 1 FROM patients p WHERE "
+            "p.subject_id = a.subject_id AND a.row_id = a.row_id AND p.dob < '1930-01-01')",
+            "aggregate_unrelated_condition",
+        ),
+        # ... and a column renamed subject_id to size the groups by rows instead of patients.
+        (
+            "SELECT x.gender, COUNT(DISTINCT x.subject_id) FROM (SELECT p.gender, l.row_id AS subject_id "
+            "FROM patients p JOIN labevents l ON l.subject_id = p.subject_id) AS x GROUP BY x.gender",
+            "aggregate_unsized",
+        ),
         ("SELECT gender FROM patients", "aggregate_only"),
         (
             "SELECT COUNT(*) FROM admissions UNION ALL SELECT COUNT(*) FROM patients",
@@ -430,11 +474,9 @@ def test_differential_privacy_releases_numbers_of_patients_only(
 @pytest.mark.parametrize(
     "sql",
     [
-        # A union names its columns after its first branch: a star in the second could carry a hidden
-        # column into a named one. Nothing hidden may be real.
-        "SELECT subject_id, gender, 1 AS a, 2 AS b, 3 AS c FROM patients UNION ALL SELECT * FROM patients",
-        "SELECT * FROM (SELECT * FROM admissions) AS t",
+        # Stars over joined tables: every column the views hold, and nothing hidden may be real.
         "SELECT p.*, a.* FROM patients p JOIN admissions a ON a.subject_id = p.subject_id",
+        "SELECT * FROM admissions",
     ],
 )
 def test_no_real_patient_number_reaches_a_researcher(
@@ -446,3 +488,57 @@ def test_no_real_patient_number_reaches_a_researcher(
     assert answer.status == "answered"
     assert not any(str(value) in raw for row in answer.rows for value in row)
     assert not any(column.startswith("__") for column in answer.columns)
+
+
+@pytest.mark.parametrize(
+    ("sql", "code"),
+    [
+        # Unscrubbed notes through a union's second branch (the first names the columns).
+        (
+            "SELECT 1 AS a, 2 AS b, 3 AS c, 4 AS d, 5 AS e, 6 AS f, 7 AS g WHERE 1 = 0 "
+            "UNION ALL SELECT * FROM notes",
+            "research_rows_shape",
+        ),
+        # Rows through a derived table or CTE: untraced columns, no patients carried.
+        ("SELECT x.gender, x.dob FROM (SELECT gender, dob FROM patients) AS x", "research_rows_shape"),
+        ("WITH n AS (SELECT * FROM notes) SELECT * FROM n", "research_rows_shape"),
+        # Statistics and lists hidden inside a row.
+        (
+            "SELECT (SELECT COUNT(DISTINCT subject_id) FROM admissions WHERE age > 89) AS n",
+            "research_rows_shape",
+        ),
+        (
+            "SELECT (SELECT GROUP_CONCAT(subject_id || ':' || dob) FROM patients) AS everyone",
+            "research_rows_shape",
+        ),
+        ("SELECT gender, COUNT(*) OVER (PARTITION BY gender) FROM patients", "research_rows_shape"),
+        ("SELECT gender, GROUP_CONCAT(dob) FROM patients GROUP BY gender", "aggregate_row_value"),
+        # Rows mixing two patients.
+        (
+            "SELECT p.dob, p.gender FROM admissions a JOIN patients p ON a.subject_id <> p.subject_id "
+            "WHERE a.age < 30",
+            "rows_mix_patients",
+        ),
+    ],
+)
+def test_research_queries_the_disclosure_step_could_not_follow_are_refused(
+    sql: str, code: str, sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(sqlite_people["res.garcia"], sql, sqlite_warehouse)
+    assert (answer.status, answer.code) == ("denied", code), answer.message
+    assert answer.rows == []
+
+
+def test_small_groups_with_unique_labels_are_left_out_of_cross_tabs(
+    sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(
+        sqlite_people["admin.walsh"],
+        "SELECT a.admittime, a.insurance, COUNT(*) AS n FROM admissions a GROUP BY a.admittime, a.insurance",
+        sqlite_warehouse,
+    )
+    admissions = rows_of(sqlite_warehouse)("SELECT COUNT(DISTINCT admittime) FROM admissions")[0][0]
+    assert answer.status == "answered"
+    assert int(str(admissions)) > 300
+    assert len(answer.rows) < 50  # every admission time names a handful of patients at most
+    assert any("left out altogether" in notice for notice in answer.notices)
