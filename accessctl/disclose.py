@@ -249,7 +249,9 @@ def prepare_aggregate(
         raise DisclosureRefused(_NOT_AGGREGATE, code="aggregate_only")
     _refuse_unrelated_subqueries(tree, resolver, patient_tables)
     _refuse_filters_on_statistics(tree, target, resolver)
+    _check_tables(tree)
     _check_statistics(target)
+    _check_order(target)
     # Groups are sized by the people behind them: patients, or staff where no patient is read.
     person = "subject_id"
     sources = [s for s in _sources(target) if resolver.exposes_patient(s)]
@@ -328,6 +330,10 @@ def _refuse_isolating(tree: exp.Query) -> None:
             named, values = _names_someone(left), [node.args.get("low"), node.args.get("high")]
         elif isinstance(node, exp.In):
             named, values = _names_someone(left), list(node.expressions)
+            query = node.args.get("query")
+            inner = _select_of(query) if query is not None else None
+            if named and inner is not None and not _sources(inner):
+                values.append(exp.Literal.number(0))  # IN (SELECT 10001): a list written out
         else:
             named = _names_someone(left) or _names_someone(right)
             values = [left, right]
@@ -384,6 +390,7 @@ _ROW_REVEALING: Final[tuple[type[exp.Expr], ...]] = (
     exp.LastValue, exp.NthValue, exp.Lag, exp.Lead, exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile,
     exp.PercentRank, exp.CumeDist,
 )  # fmt: skip
+_MAX_DIMENSIONS: Final = 4
 _ROW_REVEALING_NAMES: Final = frozenset({"group_concat", "string_agg", "array_agg", "json_group_array"})
 # Inside an aggregate these pick out some rows of the group: the statistic would then be about
 # them, not the group whose size was checked.
@@ -412,8 +419,8 @@ def _check_statistics(target: exp.Select) -> None:
                     code="aggregate_row_value",
                 )
             if isinstance(node, exp.Window):
-                spec = node.args.get("order")
-                if spec is not None or not _is_aggregate_call(node.this):
+                spec = [node.args.get(part) for part in ("partition_by", "order", "spec")]
+                if any(spec) or not _is_aggregate_call(node.this):
                     raise DisclosureRefused(
                         "Only totals over the groups (SUM(...) OVER ()) may be computed across groups here.",
                         code="aggregate_row_value",
@@ -427,6 +434,44 @@ def _check_statistics(target: exp.Select) -> None:
                             "or group by it instead.",
                             code="aggregate_conditional",
                         )
+
+
+def _check_tables(tree: exp.Query) -> None:
+    """One SELECT over the warehouse's tables: every group is then sized by the tables it counts.
+    Derived tables and CTEs could pass one table's patients up beside another table's rows."""
+    if not isinstance(tree, exp.Select) or tree.args.get("with_") is not None:
+        raise DisclosureRefused(_ONE_SELECT, code="aggregate_shape")
+    ctes = _ctes(tree)
+    for source in _sources(tree):
+        if not isinstance(source, exp.Table) or source.name.lower() in ctes:
+            raise DisclosureRefused(_ONE_SELECT, code="aggregate_shape")
+
+
+_ONE_SELECT: Final = (
+    "Statistics here come from one SELECT over the tables, grouped: no subquery or CTE in FROM. Ask "
+    "e.g. 'SELECT careunit, COUNT(DISTINCT subject_id) FROM transfers GROUP BY careunit'."
+)
+
+
+def _check_order(target: exp.Select) -> None:
+    """ORDER BY names an output column; an expression over the counts could rank a hidden one
+    against the shown ones and give its exact size."""
+    order = target.args.get("order")
+    if order is None:
+        return
+    outputs = {p.alias_or_name.lower() for p in target.expressions}
+    written = {(p.unalias() if isinstance(p, exp.Alias) else p).sql() for p in target.expressions}
+    for ordered in order.expressions:
+        key = ordered.this
+        if isinstance(key, exp.Column) and not key.table and key.name.lower() in outputs:
+            continue
+        if key.sql() in written:
+            continue
+        raise DisclosureRefused(
+            "Sort by the groups (or by an output column's name); sorting by an expression over the "
+            "statistics is not allowed here.",
+            code="aggregate_order",
+        )
 
 
 def _refuse_filters_on_statistics(tree: exp.Query, target: exp.Select, resolver: _Resolver) -> None:
@@ -447,27 +492,37 @@ def _refuse_filters_on_statistics(tree: exp.Query, target: exp.Select, resolver:
 def _target_kinds(select: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
     group = select.args.get("group")
     keys = {g.sql() for g in group.expressions} if isinstance(group, exp.Group) else set()
-    named = {g.name.lower() for g in group.expressions if isinstance(g, exp.Column)} if group else set()
-    ordinals = {
-        int(g.this) for g in (group.expressions if group else ()) if isinstance(g, exp.Literal) and g.is_int
-    }
+    for key in group.expressions if isinstance(group, exp.Group) else ():
+        if len({c.name.lower() for c in key.find_all(exp.Column)}) > 1:
+            # a || b || c as one group column lists every combination, a row per patient.
+            raise DisclosureRefused(
+                "Each group column may be made from one column only (a day from a date, say); group by "
+                "the columns separately.",
+                code="aggregate_shape",
+            )
+    if len(keys) > _MAX_DIMENSIONS:
+        raise DisclosureRefused(
+            f"Group by at most {_MAX_DIMENSIONS} columns: more make groups of one patient each.",
+            code="aggregate_shape",
+        )
     kinds: list[str] = []
-    for position, projection in enumerate(select.expressions, start=1):
+    for projection in select.expressions:
         inner = projection.unalias() if isinstance(projection, exp.Alias) else projection
         name = projection.alias_or_name.lower()
-        if (
-            inner.sql() in keys
-            or position in ordinals
-            or (isinstance(projection, exp.Alias) and name in named)
-        ):
+        # A group column is the grouped expression itself, written out (never just named alike).
+        if inner.sql() in keys:
             kinds.append("dimension")
             continue
+        # Inside a window too: SUM(subject_id) OVER () reads one row's value where it is not summarised.
         loose = [
             c
             for c in inner.find_all(exp.Column)
             if _own(c, select)
-            and not any(_is_aggregate_call(a) for a in _ancestors(c, inner))
-            and c.find_ancestor(exp.Window) is None
+            # Summarised by an aggregate of its own, not by a window's function (SUM(x) OVER ()
+            # reads x row by row; SUM(COUNT(x)) OVER () sums the groups' counts).
+            and not any(
+                _is_aggregate_call(a) and not isinstance(a.parent, exp.Window) for a in _ancestors(c, inner)
+            )
         ]
         if loose:
             raise DisclosureRefused(
@@ -570,15 +625,16 @@ class RowColumns:
 
 
 _ROWS_ONLY: Final = (
-    "Research rows come straight from the tables: no UNION, no subquery or CTE in FROM, no computed "
-    "subqueries, statistics or windows among the columns. Ask for counts separately."
+    "Research rows come straight from the tables: no UNION or DISTINCT, no subquery or CTE in FROM, "
+    "no subqueries, statistics or windows among the columns. Ask for counts separately."
 )
 
 
 def check_research_rows(tree: exp.Query) -> None:
     """The shape of query whose every output column the disclosure step can trace to a table column,
     so that nothing it shows escapes scrubbing, k-anonymity or the count of patients."""
-    if not isinstance(tree, exp.Select):
+    if not isinstance(tree, exp.Select) or tree.args.get("distinct") is not None:
+        # DISTINCT would fold one patient's rows into a crowd that k-anonymity counts as many.
         raise DisclosureRefused(_ROWS_ONLY, code="research_rows_shape")
     ctes = _ctes(tree)
     for source in _sources(tree):
@@ -593,20 +649,31 @@ def check_research_rows(tree: exp.Query) -> None:
 
 
 def row_columns(tree: exp.Query, *, catalog: Mapping[str, Sequence[str]]) -> RowColumns:
-    """Read before the query runs (and before the hidden columns are added)."""
+    """Read before the query runs (and before the hidden columns are added): each output column, a
+    star expanded in place, with the table column it copies and the classes of those it is made from."""
     resolver = _Resolver(tree, catalog)
-    outputs = resolver.outputs(tree)
     select = _select_of(tree)
     classes: list[frozenset[str]] = []
     bare: list[str | None] = []
-    projections = list(select.expressions) if select is not None else []
-    star = any(isinstance(p, exp.Star) or p.is_star for p in projections)
-    for index, (_, origin) in enumerate(outputs):
-        bare.append(next(iter(origin)) if len(origin) == 1 else None)
-        found = set(origin)
-        if not origin and not star and index < len(projections) and select is not None:
-            for column in projections[index].find_all(exp.Column):
-                found |= resolver.origin(column, select)
+    for projection in select.expressions if select is not None else []:
+        if isinstance(projection, exp.Star) or (
+            isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+        ):
+            qualifier = projection.table.lower() if isinstance(projection, exp.Column) else ""
+            for source in _sources(select) if select is not None else []:
+                if qualifier and _source_name(source) != qualifier:
+                    continue
+                for _, origin in resolver.source_outputs(source):
+                    bare.append(next(iter(origin)) if len(origin) == 1 else None)
+                    classes.append(frozenset(filter(None, (_class_of(c) for c in origin))))
+            continue
+        inner = projection.unalias() if isinstance(projection, exp.Alias) else projection
+        found: set[str] = set()
+        assert select is not None
+        for column in inner.find_all(exp.Column):
+            found |= resolver.origin(column, select)
+        bare.append(next(iter(found)) if isinstance(inner, exp.Column) and len(found) == 1 else None)
+        # A computed column (age + 0, dob || postcode) is as identifying as what it is made from.
         classes.append(frozenset(filter(None, (_class_of(c) for c in found))))
     # Rows that read people's tables anywhere (a filter included) are rows about people.
     people = {name for name, columns in catalog.items() if "subject_id" in columns} | {"staff"}

@@ -659,7 +659,9 @@ def _disclose(
             if len(kinds) != len(columns):
                 # Unsure which column is which: every value of a small group is hidden.
                 kinds = ("measure",) * len(columns)
-            counts = [min(_count(row[i]) for i in sized) if sized else 0 for row in result.rows]
+            # The smallest number of patients any counted table contributes to the group; a table a
+            # LEFT JOIN found nothing in contributes none and does not count.
+            counts = [min((n for i in sized if (n := _count(row[i])) > 0), default=0) for row in result.rows]
             if decision.dp_epsilon is not None:
                 try:
                     counts = _with_noise(run, decision.dp_epsilon, kinds, rows, disclosure, notices)

@@ -50,7 +50,7 @@ def _second_project(user: User) -> str:
 
 # --- Pseudonyms -------------------------------------------------------------------------------------
 
-_PATIENTS = "SELECT DISTINCT subject_id FROM admissions ORDER BY subject_id"
+_PATIENTS = "SELECT subject_id FROM patients ORDER BY subject_id"
 
 
 def test_pseudonyms_are_stable_within_a_project_and_unlinkable_across_projects(
@@ -288,19 +288,6 @@ def test_shares_of_a_total_get_complementary_suppression(
     assert any(row[1] == "*" for row in hidden) or len(small) >= 2
 
 
-def test_a_pass_through_select_keeps_its_groups_checked(
-    sqlite_people: People, sqlite_warehouse: WarehouseTarget
-) -> None:
-    answer = _sql(
-        sqlite_people["admin.walsh"],
-        f"SELECT t.careunit, t.patients FROM ({_BY_UNIT}) AS t ORDER BY t.patients",
-        sqlite_warehouse,
-    )
-    truth = _truth(sqlite_warehouse)
-    assert answer.columns == ["careunit", "patients"]
-    assert {row[0]: row[1] for row in answer.rows} == {u: (n if n >= 11 else "<11") for u, n in truth.items()}
-
-
 @pytest.mark.parametrize(
     ("sql", "code"),
     [
@@ -351,12 +338,38 @@ def test_a_pass_through_select_keeps_its_groups_checked(
             "p.subject_id = a.subject_id AND a.row_id = a.row_id AND p.dob < '1930-01-01')",
             "aggregate_unrelated_condition",
         ),
+        # Second review: a window reading one row's value, partitions, a join on nothing, a subquery
+        # passing another table's patients up, an alias named like a group, one column of many,
+        # sorting by an expression over the counts, and IN (SELECT <a number>).
+        ("SELECT COUNT(*) AS n, SUM(subject_id) OVER () AS s FROM admissions", "aggregate_loose_column"),
+        (
+            "SELECT age, COUNT(DISTINCT subject_id) AS n, SUM(COUNT(DISTINCT subject_id)) OVER "
+            "(PARTITION BY age IN (3, 20)) AS t FROM admissions GROUP BY age",
+            "aggregate_row_value",
+        ),
+        (
+            "SELECT COUNT(DISTINCT x.s2) FROM (SELECT p.subject_id, a.subject_id AS s2 FROM patients p, "
+            "admissions a WHERE a.age > 85) AS x",
+            "aggregate_shape",
+        ),
+        ("SELECT SUM(c.cost) FROM cost c WHERE c.subject_id IN (SELECT {p})", "isolating_query"),
+        (
+            "SELECT a.admittime || '|' || a.age || '|' || a.insurance AS who, COUNT(*) FROM admissions a "
+            "GROUP BY a.admittime || '|' || a.age || '|' || a.insurance",
+            "aggregate_shape",
+        ),
+        (
+            "SELECT age, COUNT(DISTINCT subject_id) AS n FROM admissions WHERE age = 4 OR age > 17 "
+            "GROUP BY age ORDER BY COUNT(DISTINCT subject_id) + CASE WHEN age = 4 THEN 13.5 ELSE 0 END",
+            "aggregate_order",
+        ),
         # ... and a column renamed subject_id to size the groups by rows instead of patients.
         (
             "SELECT x.gender, COUNT(DISTINCT x.subject_id) FROM (SELECT p.gender, l.row_id AS subject_id "
             "FROM patients p JOIN labevents l ON l.subject_id = p.subject_id) AS x GROUP BY x.gender",
-            "aggregate_unsized",
+            "aggregate_shape",
         ),
+        (f"SELECT t.careunit, t.patients FROM ({_BY_UNIT}) AS t ORDER BY t.patients", "aggregate_shape"),
         ("SELECT gender FROM patients", "aggregate_only"),
         (
             "SELECT COUNT(*) FROM admissions UNION ALL SELECT COUNT(*) FROM patients",
@@ -392,8 +405,10 @@ def test_queries_that_could_single_out_a_patient_are_refused(
 def test_the_hidden_patient_counts_never_reach_the_answer(
     sqlite_people: People, sqlite_warehouse: WarehouseTarget
 ) -> None:
-    answer = _sql(sqlite_people["admin.walsh"], f"SELECT * FROM ({_BY_UNIT}) AS t", sqlite_warehouse)
-    assert answer.columns == ["careunit", "patients"]
+    answer = _sql(sqlite_people["admin.walsh"], _BY_UNIT, sqlite_warehouse)
+    event = AuditEvent.objects.get(seq=_event(answer))
+    assert "__patients_0" in event.sql_executed  # the group sizes travel with the query ...
+    assert answer.columns == ["careunit", "patients"]  # ... and never reach the answer
     assert all(len(row) == 2 for row in answer.rows)
 
 
@@ -513,6 +528,12 @@ def test_no_real_patient_number_reaches_a_researcher(
         ),
         ("SELECT gender, COUNT(*) OVER (PARTITION BY gender) FROM patients", "research_rows_shape"),
         ("SELECT gender, GROUP_CONCAT(dob) FROM patients GROUP BY gender", "aggregate_row_value"),
+        # Second review: DISTINCT folding one patient into a crowd.
+        (
+            "SELECT DISTINCT p.dob, p.gender, a.age FROM patients p JOIN admissions a "
+            "ON a.subject_id = p.subject_id",
+            "research_rows_shape",
+        ),
         # Rows mixing two patients.
         (
             "SELECT p.dob, p.gender FROM admissions a JOIN patients p ON a.subject_id <> p.subject_id "
@@ -542,3 +563,45 @@ def test_small_groups_with_unique_labels_are_left_out_of_cross_tabs(
     assert int(str(admissions)) > 300
     assert len(answer.rows) < 50  # every admission time names a handful of patients at most
     assert any("left out altogether" in notice for notice in answer.notices)
+
+
+def test_a_group_column_named_like_a_statistic_is_still_a_statistic(
+    sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(
+        sqlite_people["admin.walsh"],
+        "SELECT COUNT(DISTINCT a.subject_id) AS age FROM admissions a GROUP BY a.age",
+        sqlite_warehouse,
+    )
+    assert answer.status == "answered"
+    assert not any(isinstance(row[0], int) and 1 <= row[0] <= 10 for row in answer.rows)
+    assert any(row[0] == "<11" for row in answer.rows)
+
+
+def test_computed_columns_beside_a_star_are_quasi_identifiers_too(
+    sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(
+        sqlite_people["res.garcia"],
+        "SELECT a.*, a.age + 0 AS age2, a.admittime || '' AS t2, pi.postcode || '' AS pc FROM admissions a "
+        "JOIN patient_identity pi ON pi.subject_id = a.subject_id",
+        sqlite_warehouse,
+    )
+    assert answer.status == "answered"
+    generalised = answer.disclosure["generalised"]
+    for column in ("age2", "t2", "pc"):
+        assert generalised.get(column) not in (None, "kept"), generalised
+
+
+def test_a_table_joined_on_nothing_does_not_make_groups_look_empty(
+    sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(
+        sqlite_people["admin.walsh"],
+        "SELECT a.age, COUNT(DISTINCT a.subject_id) AS n FROM admissions a LEFT JOIN patients p ON 1 = 0 "
+        "GROUP BY a.age",
+        sqlite_warehouse,
+    )
+    assert answer.status == "answered"
+    assert not any(isinstance(row[1], int) and 1 <= row[1] <= 10 for row in answer.rows)
+    assert any(row[1] == "<11" for row in answer.rows)

@@ -79,7 +79,7 @@ def test_fresh_pseudonyms_link_to_nothing_else(sqlite_people: People, warehouse:
     researcher = sqlite_people["res.garcia"]
     question = "how many patients are currently admitted?"
     # Pseudonyms show up only in rows; ask for rows through SQL, export through the same question path.
-    shown = answer_sql(user=researcher, sql="SELECT DISTINCT subject_id FROM admissions", target=warehouse)
+    shown = answer_sql(user=researcher, sql="SELECT subject_id FROM patients", target=warehouse)
     project = {row[0] for row in shown.rows}
     first = export_answer(user=researcher, question=question, fresh_pseudonyms=True)
     second = export_answer(user=researcher, question=question, fresh_pseudonyms=True)
