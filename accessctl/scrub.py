@@ -397,6 +397,9 @@ class DenyListRecognizer(LocalRecognizer):
     def __init__(self, names: Names) -> None:
         self.words = names.words
         self.capitals = frozenset(word.upper() for word in names.words if len(word) >= 3)
+        # A whole name of two words or more is a name however it is typed ("son, mark fischer"):
+        # no run of ordinary words spells a patient's full name by chance.
+        self.full_lower = frozenset(word.lower() for word in names.words if " " in word)
         super().__init__(supported_entities=["NAME"], name="deny_list")
 
     def load(self) -> None:
@@ -412,8 +415,10 @@ class DenyListRecognizer(LocalRecognizer):
         index = 0
         while index < len(words):
             matched = 0
-            # Names are matched as written or in capitals, so a name starts with a capital letter.
-            if not words[index].group()[0].isupper():
+            # Single names are matched as written or in capitals, so they start with a capital letter;
+            # a whole name of several words is matched in any case.
+            capital = words[index].group()[0].isupper()
+            if not capital and not self.full_lower:
                 index += 1
                 continue
             for count in range(min(_MAX_NAME_WORDS, len(words) - index), 0, -1):
@@ -421,7 +426,10 @@ class DenyListRecognizer(LocalRecognizer):
                 if any(text[a.end() : b.start()] != " " for a, b in pairwise(run)):
                     continue
                 candidate = text[run[0].start() : run[-1].end()].translate(_APOSTROPHES)
-                if candidate in self.words or (candidate.isupper() and candidate in self.capitals):
+                as_written = capital and (
+                    candidate in self.words or (candidate.isupper() and candidate in self.capitals)
+                )
+                if as_written or (count > 1 and candidate.lower() in self.full_lower):
                     results.append(RecognizerResult("NAME", run[0].start(), run[-1].end(), 1.0))
                     matched = count
                     break

@@ -217,3 +217,13 @@ def test_generated_notes_mark_ages_over_89_and_only_those() -> None:
     stated = [match.group(1) for note in notes for match in re.finditer(r"\b(\d+)-year-old", note.text)]
     assert marked
     assert sorted(marked) == sorted(age for age in stated if int(age) >= 90)
+
+
+def test_whole_names_are_found_however_they_are_typed() -> None:
+    from accessctl.scrub import Names, scrubber
+
+    names = Names.of(["Hope Bishop", "Mark Fischer"])
+    text = "Spoke with daughter hope bishop and son, MARK FISCHER; hope for discharge tomorrow."
+    assert scrubber().scrub(text, names=names) == (
+        "Spoke with daughter [NAME] and son, [NAME]; hope for discharge tomorrow."
+    )
