@@ -195,8 +195,9 @@ def test_no_identity_and_no_small_count_reaches_research_or_administration_on_sq
     username: str, sqlite_people: People, sqlite_warehouse: WarehouseTarget
 ) -> None:
     answered, cells, codes = _check(sqlite_people[username], sqlite_warehouse, questions=True, role=username)
-    # The check must have had something to look at: many answers, many counts.
-    assert answered >= 120, codes
+    # The check must have had something to look at: many answers, many counts (the aggregate lane
+    # refuses much of the gold SQL, which asks about single patients).
+    assert answered >= 100, codes
     assert cells >= 100, codes
 
 
@@ -206,5 +207,5 @@ def test_no_identity_and_no_small_count_reaches_research_or_administration_on_po
     username: str, pg_people: People, pg_warehouse: WarehouseTarget
 ) -> None:
     answered, cells, codes = _check(pg_people[username], pg_warehouse, questions=False, role=username)
-    assert answered >= 50, codes
+    assert answered >= 35, codes
     assert cells >= 50, codes
