@@ -80,7 +80,7 @@ class Decision:
     allowed: bool
     reason: str
     purpose: str
-    code: str = ""  # why it was denied, stable: policy_denied, lane_closed, no_scope, ...
+    code: str = ""  # why it was denied, stable: policy_denied, no_scope, no_profile
     lane: str = "identified"
     scopes: frozenset[str] = frozenset()
     masks: dict[str, str] = field(default_factory=dict)  # "table.column" -> kind
