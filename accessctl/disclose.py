@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from accessctl.models import MaskingClass
 from accessctl.profiles import masking_class_of
+from hisplatform.warehouse.schema import tables as schema_tables
 
 # Hidden output columns carrying each group's distinct patients (one per patient-bearing source).
 PATIENTS_PREFIX: Final = "__patients_"
@@ -276,7 +277,14 @@ def prepare_aggregate(
         target.append("expressions", exp.alias_(exp.Count(this=exp.Distinct(expressions=[key])), name))
     _pass_through(tree, target, names, resolver)
     output_names = tuple(name for name, _ in resolver.outputs(tree) if not name.startswith(PATIENTS_PREFIX))
-    return AggregateShape(kinds, margins=_margins(tree, target, output_names), sized=True)
+    margins = _margins(tree, target, output_names)
+    if margins and (tree.args.get("limit") is not None or tree.args.get("offset") is not None):
+        # The total would still count the groups the limit cut off, and none of them is hidden.
+        raise DisclosureRefused(
+            "Shares of a total cannot be combined with LIMIT here; ask for all the groups.",
+            code="aggregate_shape",
+        )
+    return AggregateShape(kinds, margins=margins, sized=True)
 
 
 def _output_kinds(query: exp.Expr, target: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
@@ -367,10 +375,19 @@ def _refuse_unrelated_subqueries(
     for node in tree.find_all(exp.Exists, exp.Subquery, exp.In):
         if isinstance(node, exp.In):
             query = node.args.get("query")
-            if (
-                query is not None
-                and _constant(node.this)
-                and reads_patient_tables(query, patient_tables, resolver.ctes)
+            inner = _select_of(query) if query is not None else None
+            if inner is None:
+                continue
+            # A cohort: a column IN (SELECT a column FROM ... WHERE ...), nothing computed either side
+            # (age - 60 IN (SELECT COUNT(...)) would carry a count up as a group's label).
+            bare = isinstance(node.this, exp.Column) and len(inner.expressions) == 1
+            projected = inner.expressions[0].unalias() if bare else None
+            if not (
+                bare
+                and isinstance(projected, exp.Column)
+                and inner.args.get("group") is None
+                and inner.args.get("having") is None
+                and not any(_is_aggregate_call(n) for n in inner.expressions[0].walk())
             ):
                 raise refused
             continue
@@ -436,6 +453,77 @@ def _check_statistics(target: exp.Select) -> None:
                         )
 
 
+# Inside a statistic: arithmetic and date arithmetic over columns. Integer division, rounding, signs
+# and casts turn a value into 0 or 1 (age / 90), so a sum of them would count a few members.
+_STATISTIC_ARGUMENT: Final[tuple[type[exp.Expr], ...]] = (
+    exp.Column, exp.Literal, exp.Null, exp.Boolean, exp.Add, exp.Sub, exp.Mul, exp.Paren, exp.Neg,
+    exp.Identifier, exp.Star, exp.Distinct, exp.Coalesce, exp.Extract, exp.Var, exp.DateDiff,
+    exp.TimestampDiff, exp.DatetimeDiff, exp.TimeToUnix, exp.TsOrDsToTimestamp, exp.TimeStrToTime,
+    exp.StrToTime, exp.Interval, exp.DataType,
+)  # fmt: skip
+_ARGUMENT_FUNCTIONS: Final = frozenset({"julianday", "unixepoch", "date_part"})
+# Around the statistics: scaling by a constant, ratios of statistics, shares of a total.
+_AROUND_STATISTICS: Final[tuple[type[exp.Expr], ...]] = (
+    exp.Literal, exp.Paren, exp.Mul, exp.Div, exp.Cast, exp.Round, exp.Window, exp.DataType, exp.Alias,
+    exp.Identifier, exp.Var,
+)  # fmt: skip
+
+
+def check_measure(expression: exp.Expr, select: exp.Select, resolver: _Resolver) -> None:
+    """A statistic the size check covers: aggregates over the whole group, scaled or divided by each
+    other, never shifted by a constant (COUNT(...) - 2 turns a hidden count into a sign, a division by
+    zero or an order) nor computed over only some members."""
+    refused = DisclosureRefused(
+        "Statistics here are counts, sums, averages or medians of columns, or ratios and shares of them; "
+        "this one could pick out or test a few members of a group.",
+        code="aggregate_conditional",
+    )
+    for node in expression.walk():
+        inside = next((a for a in _ancestors(node, expression) if _is_aggregate_call(a)), None)
+        if _is_aggregate_call(node):
+            if isinstance(node, exp.Count):
+                _check_count(node, select, resolver, refused)
+            continue
+        if inside is None:
+            if not isinstance(node, _AROUND_STATISTICS) or (isinstance(node, exp.Literal) and node.is_string):
+                raise refused
+            continue
+        if isinstance(inside, exp.Count):
+            continue  # checked by _check_count
+        if isinstance(node, exp.Column) and node.name.lower() in _NAMING_COLUMNS:
+            raise refused
+        if isinstance(node, exp.Div):
+            divisor = node.expression
+            # A float constant only: an integer division is a step (age / 90 is 1 from 90 on).
+            if not (isinstance(divisor, exp.Literal) and "." in divisor.name):
+                raise refused
+            continue
+        named = isinstance(node, exp.Anonymous) and node.name.lower() in _ARGUMENT_FUNCTIONS
+        if not (isinstance(node, _STATISTIC_ARGUMENT) or named):
+            raise refused
+
+
+def _check_count(node: exp.Count, select: exp.Select, resolver: _Resolver, refused: Exception) -> None:
+    """COUNT(*), or COUNT of a column that is never empty: COUNT(dod) would count only the dead."""
+    argument = node.this.expressions[0] if isinstance(node.this, exp.Distinct) else node.this
+    if isinstance(node.this, exp.Distinct) and len(node.this.expressions) != 1:
+        raise refused
+    if isinstance(argument, exp.Star) or argument is None:
+        return
+    if not isinstance(argument, exp.Column):
+        raise refused
+    origin = resolver.origin(argument, select)
+    if not origin or any(_nullable(column) for column in origin):
+        raise refused
+
+
+def _nullable(qualified: str) -> bool:
+    table, column = qualified.split(".", 1)
+    schema = schema_tables().get(table)
+    found = next((c for c in schema.columns if c.name == column), None) if schema is not None else None
+    return found is None or found.nullable
+
+
 def _check_tables(tree: exp.Query) -> None:
     """One SELECT over the warehouse's tables: every group is then sized by the tables it counts.
     Derived tables and CTEs could pass one table's patients up beside another table's rows."""
@@ -459,17 +547,20 @@ def _check_order(target: exp.Select) -> None:
     order = target.args.get("order")
     if order is None:
         return
-    outputs = {p.alias_or_name.lower() for p in target.expressions}
-    written = {(p.unalias() if isinstance(p, exp.Alias) else p).sql() for p in target.expressions}
+    group = target.args.get("group")
+    keys = {g.sql() for g in group.expressions} if isinstance(group, exp.Group) else set()
+    named = {
+        p.alias_or_name.lower()
+        for p in target.expressions
+        if (p.unalias() if isinstance(p, exp.Alias) else p).sql() in keys
+    }
     for ordered in order.expressions:
         key = ordered.this
-        if isinstance(key, exp.Column) and not key.table and key.name.lower() in outputs:
-            continue
-        if key.sql() in written:
+        # Groups only: an order by the statistics ranks a hidden group against shown ones.
+        if key.sql() in keys or (isinstance(key, exp.Column) and not key.table and key.name.lower() in named):
             continue
         raise DisclosureRefused(
-            "Sort by the groups (or by an output column's name); sorting by an expression over the "
-            "statistics is not allowed here.",
+            "Sort by the group columns; sorting by the statistics would rank the hidden groups.",
             code="aggregate_order",
         )
 
@@ -530,6 +621,7 @@ def _target_kinds(select: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
                 "one patient's value; group by it or summarise it (count, average, ...).",
                 code="aggregate_loose_column",
             )
+        check_measure(inner, select, resolver)
         kinds.append("patient_count" if _counts_patients(inner, select, resolver) else "measure")
     return tuple(kinds)
 

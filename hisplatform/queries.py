@@ -9,6 +9,7 @@ import decimal
 import hashlib
 import io
 import logging
+import math
 import re
 import time
 import uuid
@@ -486,6 +487,15 @@ def _run_sql(
     except SqlRefused as refused:
         return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
     except WarehouseError as error:
+        if decision.lane != "identified" and error.code == "invalid_query":
+            # The database's own words (division by zero, a type error) could depend on the values of
+            # hidden groups or columns: one plain sentence instead.
+            return Answer(
+                ERROR,
+                "The warehouse could not run this query; check the columns and functions it uses.",
+                code=error.code,
+                interpretation=interpretation,
+            )
         return Answer(ERROR, error.message, code=error.code, interpretation=interpretation)
 
     if probe:
@@ -1052,7 +1062,9 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no infinity or NaN
     if isinstance(value, bytes | memoryview):
         return None
     return value

@@ -363,6 +363,39 @@ def test_shares_of_a_total_get_complementary_suppression(
             "GROUP BY age ORDER BY COUNT(DISTINCT subject_id) + CASE WHEN age = 4 THEN 13.5 ELSE 0 END",
             "aggregate_order",
         ),
+        # Third review: a limit cutting a small group off beside a total, arithmetic around a count
+        # read back through order or errors, a count carried up as a label, counts of a subset.
+        (
+            "SELECT careunit, COUNT(DISTINCT subject_id) AS n, SUM(COUNT(DISTINCT subject_id)) OVER () AS t "
+            "FROM transfers GROUP BY careunit ORDER BY careunit DESC LIMIT 1",
+            "aggregate_shape",
+        ),
+        (
+            "SELECT careunit, 1 / (1 + (COUNT(DISTINCT subject_id) - 2) * (COUNT(DISTINCT subject_id) - 2)) "
+            "AS x FROM transfers GROUP BY careunit",
+            "aggregate_conditional",
+        ),
+        (
+            "SELECT careunit, COUNT(DISTINCT subject_id) AS n FROM transfers GROUP BY careunit ORDER BY n",
+            "aggregate_order",
+        ),
+        (
+            "SELECT a.age, COUNT(DISTINCT a.subject_id) AS n FROM admissions a WHERE a.age - 60 IN "
+            "(SELECT COUNT(DISTINCT t.subject_id) FROM transfers t WHERE t.careunit = 'cardiac surgery') "
+            "GROUP BY a.age",
+            "aggregate_unrelated_condition",
+        ),
+        (
+            "SELECT p.gender, COUNT(DISTINCT a.subject_id * (a.age / 90)) - 1 AS old FROM admissions a "
+            "JOIN patients p ON p.subject_id = a.subject_id GROUP BY p.gender",
+            "aggregate_conditional",
+        ),
+        ("SELECT gender, COUNT(dod) AS died FROM patients GROUP BY gender", "aggregate_conditional"),
+        (
+            "SELECT gender, SUM(age / 90) FROM admissions a JOIN patients p ON p.subject_id = a.subject_id "
+            "GROUP BY gender",
+            "aggregate_conditional",
+        ),
         # ... and a column renamed subject_id to size the groups by rows instead of patients.
         (
             "SELECT x.gender, COUNT(DISTINCT x.subject_id) FROM (SELECT p.gender, l.row_id AS subject_id "
@@ -605,3 +638,16 @@ def test_a_table_joined_on_nothing_does_not_make_groups_look_empty(
     assert answer.status == "answered"
     assert not any(isinstance(row[1], int) and 1 <= row[1] <= 10 for row in answer.rows)
     assert any(row[1] == "<11" for row in answer.rows)
+
+
+def test_infinite_values_reach_the_answer_as_nothing(
+    sqlite_people: People, sqlite_warehouse: WarehouseTarget
+) -> None:
+    answer = _sql(
+        sqlite_people["admin.walsh"],
+        "SELECT gender, COUNT(*) * 1e308 * 10 AS x FROM patients GROUP BY gender",
+        sqlite_warehouse,
+    )
+    assert answer.status == "answered"
+    assert [row[1] for row in answer.rows] == [None, None]
+    json.dumps(answer.as_dict(), allow_nan=False)  # what the API renders
