@@ -584,7 +584,8 @@ def _target_kinds(select: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
     group = select.args.get("group")
     keys = {g.sql() for g in group.expressions} if isinstance(group, exp.Group) else set()
     for key in group.expressions if isinstance(group, exp.Group) else ():
-        if len({c.name.lower() for c in key.find_all(exp.Column)}) > 1:
+        # Column references, not names: t.careunit || v.careunit is two columns under one name.
+        if len({(c.table.lower(), c.name.lower()) for c in key.find_all(exp.Column)}) > 1:
             # a || b || c as one group column lists every combination, a row per patient.
             raise DisclosureRefused(
                 "Each group column may be made from one column only (a day from a date, say); group by "

@@ -392,6 +392,11 @@ def test_shares_of_a_total_get_complementary_suppression(
         ),
         ("SELECT gender, COUNT(dod) AS died FROM patients GROUP BY gender", "aggregate_conditional"),
         (
+            "SELECT t.careunit || v.careunit AS units, COUNT(*) FROM transfers t JOIN visits v "
+            "ON v.subject_id = t.subject_id GROUP BY t.careunit || v.careunit",
+            "aggregate_shape",
+        ),
+        (
             "SELECT gender, SUM(age / 90) FROM admissions a JOIN patients p ON p.subject_id = a.subject_id "
             "GROUP BY gender",
             "aggregate_conditional",
