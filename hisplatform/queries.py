@@ -416,9 +416,9 @@ def _run_sql(
         return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
     run.tables, run.columns = inspected.tables, inspected.columns
     classes = column_classes(inspected.columns)
-    patient_rows = bool(set(inspected.tables) & catalog.patient_tables())
-    coded = bool(set(inspected.tables) & CODED_TABLES)
     patient_tables = catalog.patient_tables()
+    patient_rows = bool(set(inspected.tables) & patient_tables)
+    coded = bool(set(inspected.tables) & CODED_TABLES)
     project, refusal = _research_project(run)
     if refusal is not None:
         refusal.interpretation = interpretation
@@ -533,39 +533,57 @@ def _run_sql(
 
     if decision.lane != "identified":
         return _disclose(run, result, decision, lane, target, interpretation, key)
-    rows = [[_json_value(value) for value in row] for row in result.rows]
-    run.row_count = len(rows)
     run.patients = _patients_in(result)
     notices = list(decision.notices)
     if patient_rows:
         notices.insert(0, _scope_notice(decision, subject))
+    return _answered(
+        run,
+        decision,
+        result,
+        columns=list(result.columns),
+        rows=[[_json_value(value) for value in row] for row in result.rows],
+        notices=notices,
+        interpretation=interpretation,
+    )
+
+
+def _answered(
+    run: _Run,
+    decision: Decision,
+    result: QueryResult,
+    *,
+    columns: list[str],
+    rows: list[list[Any]],
+    notices: list[str],
+    interpretation: str,
+    suppressed: list[dict[str, Any]] | None = None,
+    masked: dict[str, str] | None = None,
+    disclosure: dict[str, Any] | None = None,
+) -> Answer:
+    """The answer to a query that ran, in every lane: what was masked, withheld and cut off, said."""
+    run.row_count = len(rows)
     if result.truncated:
         notices.append(f"Only the first {len(rows):,} rows are shown.")
-    masked = {
-        column: how for column, how in decision.masked_description().items() if column in set(result.columns)
-    }
-    suppressed = (
-        [
-            {
-                "what": "special-category diagnoses and procedures "
-                f"({describe_categories(decision.withheld)})",
-                "why": "policy",
-            }
-        ]
-        if decision.withheld and coded
-        else []
-    )
+    suppressed = list(suppressed or [])
+    if decision.withheld and set(run.tables) & CODED_TABLES:
+        categories = describe_categories(decision.withheld)
+        suppressed.append(
+            {"what": f"special-category diagnoses and procedures ({categories})", "why": "policy"}
+        )
+    shown = {column: how for column, how in decision.masked_description().items() if column in set(columns)}
     return Answer(
         ANSWERED,
         "Answered." if rows else "The query ran and found no rows within what you may see.",
         interpretation=interpretation,
-        sql=run.sql_generated if subject.role in _SEES_SQL else None,
-        columns=list(result.columns),
+        sql=run.sql_generated if run.subject.role in _SEES_SQL else None,
+        columns=columns,
         rows=rows,
         truncated=result.truncated,
-        masked=masked,
+        masked=shown | (masked or {}),
         suppressed=suppressed,
         notices=notices,
+        disclosure=disclosure or {},
     )
 
 
@@ -659,7 +677,7 @@ def _disclose(
     disclosure: dict[str, Any] = {"lane": decision.lane}
     if decision.project:
         disclosure["project"] = decision.project
-    masked = {column: how for column, how in decision.masked_description().items() if column in set(columns)}
+    masked: dict[str, str] = {}
     if lane.aggregate is not None:
         threshold = decision.min_cell or _MIN_CELL
         disclosure["min_cell"] = threshold
@@ -762,25 +780,16 @@ def _disclose(
             suppressed.append(
                 {"what": f"{described.withheld} {rows_word}", "why": "k-anonymity", "shown_as": "withheld"}
             )
-    run.row_count = len(rows)
-    if result.truncated:
-        notices.append(f"Only the first {len(rows):,} rows are shown.")
-    if decision.withheld and run.tables and set(run.tables) & CODED_TABLES:
-        categories = describe_categories(decision.withheld)
-        suppressed.append(
-            {"what": f"special-category diagnoses and procedures ({categories})", "why": "policy"}
-        )
-    return Answer(
-        ANSWERED,
-        "Answered." if rows else "The query ran and found no rows within what you may see.",
-        interpretation=interpretation,
-        sql=run.sql_generated if run.subject.role in _SEES_SQL else None,
+    return _answered(
+        run,
+        decision,
+        result,
         columns=columns,
         rows=rows,
-        truncated=result.truncated,
-        masked=masked,
-        suppressed=suppressed,
         notices=notices,
+        interpretation=interpretation,
+        suppressed=suppressed,
+        masked=masked,
         disclosure=disclosure,
     )
 
