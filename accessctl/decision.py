@@ -231,11 +231,8 @@ def decide(
             trace=trace,
         )
     masks: dict[str, str] = {}
-    for ob in allowed:
-        for column, kind in ob.masks:
-            if _MASK_STRENGTH[kind] > _MASK_STRENGTH.get(masks.get(column, ""), 0):
-                masks[column] = kind
-    for column, kind in profile_masks(subject.role, project, lane).items():
+    profile = profile_masks(subject.role, project, lane).items()
+    for column, kind in [pair for ob in allowed for pair in ob.masks] + list(profile):
         if _MASK_STRENGTH[kind] > _MASK_STRENGTH.get(masks.get(column, ""), 0):
             masks[column] = kind
     id_mask = masks.get("patient_identity.national_id")

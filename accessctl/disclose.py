@@ -267,15 +267,15 @@ def prepare_aggregate(
                 "tests instead, e.g. 'number of patients per diagnosis'.",
                 code="aggregate_unsized",
             )
-        return AggregateShape(_output_kinds(tree, target, resolver), margins=False, sized=False)
-    kinds = _output_kinds(tree, target, resolver)
+        return AggregateShape(_target_kinds(target, resolver), margins=False, sized=False)
+    # _check_tables made the query one SELECT: its own columns are the answer's.
+    kinds = _target_kinds(target, resolver)
     if person != "subject_id":
         kinds = tuple("measure" if kind == "patient_count" else kind for kind in kinds)
     names = [f"{PATIENTS_PREFIX}{i}" for i in range(len(sources))]
     for source, name in zip(sources, names, strict=True):
         key = exp.column(person, table=source.alias_or_name)
         target.append("expressions", exp.alias_(exp.Count(this=exp.Distinct(expressions=[key])), name))
-    _pass_through(tree, target, names, resolver)
     output_names = tuple(name for name, _ in resolver.outputs(tree) if not name.startswith(PATIENTS_PREFIX))
     margins = _margins(tree, target, output_names)
     if margins and (tree.args.get("limit") is not None or tree.args.get("offset") is not None):
@@ -285,31 +285,6 @@ def prepare_aggregate(
             code="aggregate_shape",
         )
     return AggregateShape(kinds, margins=margins, sized=True)
-
-
-def _output_kinds(query: exp.Expr, target: exp.Select, resolver: _Resolver) -> tuple[str, ...]:
-    """dimension/measure for each output column of `query`, following pass-through selects down to
-    the aggregating one."""
-    select = _select_of(query)
-    assert select is not None
-    if select is target:
-        return _target_kinds(target, resolver)
-    inner = resolver.derived(_sources(select)[0])
-    assert inner is not None
-    inner_kinds = _output_kinds(inner, target, resolver)
-    inner_names = [name for name, _ in resolver.outputs(inner)]
-    kinds: list[str] = []
-    for projection in select.expressions:
-        if isinstance(projection, exp.Star) or (
-            isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
-        ):
-            kinds.extend(inner_kinds)
-            continue
-        column = projection.unalias() if isinstance(projection, exp.Alias) else projection
-        name = column.name.lower() if isinstance(column, exp.Column) else ""
-        position = inner_names.index(name) if name in inner_names else -1
-        kinds.append(inner_kinds[position] if 0 <= position < len(inner_kinds) else "measure")
-    return tuple(kinds)
 
 
 def _constant(node: exp.Expr | None) -> bool:
@@ -646,20 +621,6 @@ def _ancestors(node: exp.Expr, stop: exp.Expr) -> Iterable[exp.Expr]:
         if current is stop:
             return
         current = current.parent
-
-
-def _pass_through(tree: exp.Expr, target: exp.Select, names: list[str], resolver: _Resolver) -> None:
-    """Carry the hidden columns up through the selects between the aggregate and the outermost."""
-    select = _select_of(tree)
-    if select is None or select is target:
-        return
-    source = _sources(select)[0]
-    inner = resolver.derived(source)
-    if inner is not None:
-        _pass_through(inner, target, names, resolver)
-    if not any(isinstance(p, exp.Star) for p in select.expressions):
-        for name in names:
-            select.append("expressions", exp.column(name, table=source.alias_or_name))
 
 
 def _margins(tree: exp.Expr, target: exp.Select, names: tuple[str, ...]) -> bool:

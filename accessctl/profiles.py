@@ -8,6 +8,7 @@ every process reloads them with the policy (same version counter).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -108,19 +109,20 @@ _RESEARCH: Final = (
 )
 _OPERATIONS: Final = "Operational statistics need no identifiers; ages and places are generalised."
 
+# What neither research nor operations sees at all.
+_WITHHELD: Final = tuple(
+    (c, M.NULL)
+    for c in (
+        C.PERSON_NAME, C.MRN, C.NATIONAL_ID, C.PHONE, C.EMAIL, C.ADDRESS, C.CITY, C.OTHER_IDENTIFIER,
+        C.OTHER_INDIRECT,
+    )
+)  # fmt: skip
+
 DEFAULT_LINES: Final[tuple[DefaultLine, ...]] = (
     *(
         DefaultLine("researcher", c, m, _RESEARCH)
         for c, m in (
-            (C.PERSON_NAME, M.NULL),
-            (C.MRN, M.NULL),
-            (C.NATIONAL_ID, M.NULL),
-            (C.PHONE, M.NULL),
-            (C.EMAIL, M.NULL),
-            (C.ADDRESS, M.NULL),
-            (C.CITY, M.NULL),
-            (C.OTHER_IDENTIFIER, M.NULL),
-            (C.OTHER_INDIRECT, M.NULL),
+            *_WITHHELD,
             (C.POSTCODE, M.PREFIX3),
             (C.BIRTH_DATE, M.BIRTH_YEAR),
             (C.AGE, M.TOP90),
@@ -135,15 +137,7 @@ DEFAULT_LINES: Final[tuple[DefaultLine, ...]] = (
     *(
         DefaultLine("administrator", c, m, _OPERATIONS)
         for c, m in (
-            (C.PERSON_NAME, M.NULL),
-            (C.MRN, M.NULL),
-            (C.NATIONAL_ID, M.NULL),
-            (C.PHONE, M.NULL),
-            (C.EMAIL, M.NULL),
-            (C.ADDRESS, M.NULL),
-            (C.CITY, M.NULL),
-            (C.OTHER_IDENTIFIER, M.NULL),
-            (C.OTHER_INDIRECT, M.NULL),
+            *_WITHHELD,
             (C.POSTCODE, M.PREFIX3),
             (C.BIRTH_DATE, M.YEAR),
             (C.AGE, M.TOP90),
@@ -306,10 +300,16 @@ def profile_masks(role: str, project: str, lane: str) -> dict[str, str]:
 
 def scrubbed_columns(role: str, project: str) -> frozenset[str]:
     """ "table.column" of the free-text columns the profile scrubs after the query."""
-    profile = profile_for(role, project)
+    if profile_for(role, project).method(C.FREE_TEXT) != M.SCRUB:
+        return frozenset()
+    return _free_text_columns()
+
+
+@functools.cache
+def _free_text_columns() -> frozenset[str]:
     return frozenset(
         f"{name}.{column}"
         for name, table in schema_tables().items()
         for column in table.column_names
-        if masking_class_of(name, column) == C.FREE_TEXT and profile.method(C.FREE_TEXT) == M.SCRUB
+        if masking_class_of(name, column) == C.FREE_TEXT
     )
