@@ -449,8 +449,9 @@ def _run_sql(
         lane = _prepare_lane(run, inspected, decision, catalog)
     except DisclosureRefused as refused:
         return Answer(DENIED, refused.message, code=refused.code, interpretation=interpretation)
+    named_patients: set[int] = set()
     if patient_rows and decision.lane == "identified":
-        outside = _named_patients_outside_scope(inspected, subject, decision, target, catalog)
+        outside, named_patients = _named_patients_outside_scope(inspected, subject, decision, target, catalog)
         if outside:
             run.details["refused_patients"] = outside
             named = "; ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
@@ -533,7 +534,9 @@ def _run_sql(
 
     if decision.lane != "identified":
         return _disclose(run, result, decision, lane, target, interpretation, key)
-    run.patients = _patients_in(result)
+    hidden = [i for i, name in enumerate(result.columns) if name.startswith(RESERVED_PREFIX)]
+    shown = [i for i in range(len(result.columns)) if i not in hidden]
+    run.patients = sorted(_patients_in(result, hidden) | named_patients)
     notices = list(decision.notices)
     if patient_rows:
         notices.insert(0, _scope_notice(decision, subject))
@@ -541,8 +544,8 @@ def _run_sql(
         run,
         decision,
         result,
-        columns=list(result.columns),
-        rows=[[_json_value(value) for value in row] for row in result.rows],
+        columns=[result.columns[i] for i in shown],
+        rows=[[_json_value(row[i]) for i in shown] for row in result.rows],
         notices=notices,
         interpretation=interpretation,
     )
@@ -629,10 +632,14 @@ def _prepare_lane(run: _Run, inspected: Inspected, decision: Decision, catalog: 
     """Aggregate lane: check the query and add the hidden patient counts. De-identified rows: check
     what the query does with scrubbed text, note where each output column comes from, and carry the
     raw patient hidden. Raises DisclosureRefused."""
-    if decision.lane == "identified":
-        return _Lane()
     tree = inspected.tree
     patient_tables = catalog.patient_tables()
+    if decision.lane == "identified":
+        if not is_aggregate_query(tree) and tree.args.get("group") is None:
+            # Whose rows were shown, for the accounting of disclosures and the anomaly features, even
+            # when the answer's own columns do not name the patient.
+            attach_subjects(tree, patient_tables=patient_tables)
+        return _Lane()
     scrubbed = scrubbed_columns(run.subject.role, decision.project) & set(inspected.columns)
     if decision.lane == "deidentified":
         refuse_named_patients(tree)
@@ -1024,14 +1031,16 @@ def _literal_ids(inspected: Inspected) -> dict[str, set[str]]:
 
 def _named_patients_outside_scope(
     inspected: Inspected, subject: Subject, decision: Decision, target: WarehouseTarget, catalog: Catalog
-) -> list[str]:
+) -> tuple[list[str], set[int]]:
     """Each patient, admission or stay the query names that is outside the subject's scope (or does
-    not exist: the two read alike, so nothing can be learned by asking)."""
+    not exist: the two read alike, so nothing can be learned by asking), and the patients (subject_id)
+    of those inside it."""
     named = _literal_ids(inspected)
     if not named:
-        return []
+        return [], set()
     scope = scope_sql(subject, scope_spec(decision, catalog))
     outside: list[str] = []
+    patients: set[int] = set()
     for key, values in named.items():
         label, table, textual = _NAMING_COLUMNS[key]
         if table not in catalog.columns:
@@ -1042,12 +1051,14 @@ def _named_patients_outside_scope(
             continue
         listed = ", ".join(exp.Literal.string(v).sql() if textual else v for v in sorted(values))
         sql = (
-            f"WITH {SCOPE_CTE} AS ({scope}) SELECT {key} FROM {table} WHERE {key} IN ({listed}) "
+            f"WITH {SCOPE_CTE} AS ({scope}) SELECT {key}, subject_id FROM {table} WHERE {key} IN ({listed}) "
             f"AND subject_id IN (SELECT subject_id FROM {SCOPE_CTE})"
         )
-        found = {str(row[0]) for row in execute_readonly(sql, target=target, row_cap=len(values) + 1).rows}
+        rows = execute_readonly(sql, target=target, row_cap=len(values) + 1).rows
+        found = {str(row[0]) for row in rows}
+        patients.update(int(row[1]) for row in rows if row[1] is not None)
         outside.extend(f"{label} {value}" for value in sorted(values - found))
-    return outside
+    return outside, patients
 
 
 def _categories_in(result: QueryResult) -> set[str]:
@@ -1059,12 +1070,13 @@ def _categories_in(result: QueryResult) -> set[str]:
     return found
 
 
-def _patients_in(result: QueryResult) -> list[int]:
+def _patients_in(result: QueryResult, hidden: Sequence[int]) -> set[int]:
+    """The patients of the rows shown: a subject_id column, and the hidden copies carried for it."""
     lowered = [column.lower() for column in result.columns]
-    if "subject_id" not in lowered:
-        return []
-    index = lowered.index("subject_id")
-    return sorted({value for row in result.rows if isinstance(value := row[index], int)})
+    carried = [i for i in hidden if result.columns[i].startswith(SUBJECT_PREFIX)]
+    if "subject_id" in lowered:
+        carried.append(lowered.index("subject_id"))
+    return {value for row in result.rows for i in carried if isinstance(value := row[i], int)}
 
 
 def _json_value(value: Any) -> Any:

@@ -13,7 +13,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from hisplatform.queries import Answer, answer_csv
+from hisplatform.queries import Answer, answer_csv, answer_sql
+from hisplatform.warehouse.executor import execute_readonly
 from hisplatform.warehouse.targets import WarehouseTarget
 from tests.accessctl.conftest import People
 
@@ -144,3 +145,22 @@ def test_the_ask_command_writes_an_export(
     event = AuditEvent.objects.filter(kind="export").latest("seq")
     assert event.details["export"]["sha256"] == hashlib.sha256(content).hexdigest()
     assert event.details["channel"] == "cli"
+
+
+def test_the_audit_records_whose_rows_an_identified_answer_showed(
+    sqlite_people: People, warehouse: WarehouseTarget
+) -> None:
+    """The accounting of disclosures needs the patients even when the answer's columns do not name them."""
+    rows = execute_readonly(
+        "SELECT DISTINCT c.subject_id FROM care_team c JOIN staff s ON s.staff_id = c.staff_id "
+        "WHERE s.username = 'dr.carter' ORDER BY c.subject_id LIMIT 2",
+        target=warehouse,
+    ).rows
+    first, second = (int(str(row[0])) for row in rows)
+    doctor = sqlite_people["dr.carter"]
+    named = answer_sql(user=doctor, sql=f"SELECT gender FROM patients WHERE subject_id = {first}")
+    listed = answer_sql(user=doctor, sql=f"SELECT dob FROM patients WHERE subject_id IN ({first}, {second})")
+    counted = answer_sql(user=doctor, sql=f"SELECT COUNT(*) FROM admissions WHERE subject_id = {second}")
+    assert (named.columns, listed.columns, [counted.status]) == (["gender"], ["dob"], ["answered"])
+    events = [AuditEvent.objects.get(seq=a.audit_event) for a in (named, listed, counted)]
+    assert [e.patients_touched for e in events] == [[first], sorted([first, second]), [second]]
