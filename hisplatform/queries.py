@@ -534,9 +534,9 @@ def _run_sql(
 
     if decision.lane != "identified":
         return _disclose(run, result, decision, lane, target, interpretation, key)
-    hidden = [i for i, name in enumerate(result.columns) if name.startswith(RESERVED_PREFIX)]
-    shown = [i for i in range(len(result.columns)) if i not in hidden]
-    run.patients = sorted(_patients_in(result, hidden) | named_patients)
+    reserved = [i for i, name in enumerate(result.columns) if name.startswith(RESERVED_PREFIX)]
+    shown = [i for i in range(len(result.columns)) if i not in reserved]
+    run.patients = sorted(_patients_in(result, reserved) | named_patients)
     notices = list(decision.notices)
     if patient_rows:
         notices.insert(0, _scope_notice(decision, subject))
@@ -1056,7 +1056,7 @@ def _named_patients_outside_scope(
         )
         rows = execute_readonly(sql, target=target, row_cap=len(values) + 1).rows
         found = {str(row[0]) for row in rows}
-        patients.update(int(row[1]) for row in rows if row[1] is not None)
+        patients.update(int(str(row[1])) for row in rows if row[1] is not None)
         outside.extend(f"{label} {value}" for value in sorted(values - found))
     return outside, patients
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from hisplatform.env import (
@@ -191,6 +192,18 @@ DISCLOSURE_MAX_SUPPRESSION_PERCENT = env_int("DISCLOSURE_MAX_SUPPRESSION_PERCENT
 # epsilon in all; the privacy office raises one user's total in admin (accessctl.PrivacyBudget).
 DP_EPSILON_BUDGET = env_int("DP_EPSILON_BUDGET", 10, minimum=0, maximum=1000)
 
+# Audit intelligence (audit/detect.py, audit/pipeline.py). Alerts are held to this many per 1,000
+# user-days of a role: beyond it the privacy office stops reading them.
+AUDIT_ALERT_BUDGET = env_int("AUDIT_ALERT_BUDGET", 5, minimum=1, maximum=1000)
+# Baselines are trained on this many trailing days of user-days.
+AUDIT_TRAINING_DAYS = env_int("AUDIT_TRAINING_DAYS", 30, minimum=7, maximum=365)
+# Signed checkpoints of the audit chain (audit/checkpoints.py). The private key lives in a file outside
+# the database; `audit_verify` needs only the public key. With DEBUG a key is made under var/ on first use.
+AUDIT_SIGNING_KEY_FILE = env_str(
+    "AUDIT_SIGNING_KEY_FILE", str(VAR_DIR / "audit-signing-key.pem") if DEBUG else ""
+)
+AUDIT_VERIFY_KEY_FILE = env_str("AUDIT_VERIFY_KEY_FILE", "")
+
 # Mail (break-glass notifications). The embedded demo prints mail on the console.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
@@ -224,6 +237,17 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     # Once a minute: a break-glass session's end is recorded within a minute of its expiry.
     "expire-breakglass": {"task": "accessctl.expire_breakglass", "schedule": 60.0},
+    # Events whose scoring task was lost (broker or worker down) are scored within a minute of recovery.
+    "audit-sweep": {"task": "audit.sweep", "schedule": 60.0},
+    # Every 15 minutes: a rewrite of the log is provable against a signed root at most that old.
+    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 900.0},
+    # Sunday night, when traffic is lowest: baselines retrained on the trailing window.
+    "audit-retrain": {"task": "audit.retrain", "schedule": crontab(minute=30, hour=2, day_of_week="sun")},
+    # Monday morning: the privacy office's weekly report.
+    "audit-weekly-report": {
+        "task": "audit.weekly_report",
+        "schedule": crontab(minute=0, hour=6, day_of_week="mon"),
+    },
 }
 
 LOGGING = {
