@@ -4,7 +4,8 @@ The migrating owner creates the tables and can ALTER them (and so switch the app
 off); the application must not be that owner. `ensure_app_role` makes a role that owns nothing and
 holds exactly: SELECT, INSERT, UPDATE, DELETE on the schema's tables and USAGE, SELECT, UPDATE on
 its sequences, except the tables in RESTRICTED_TABLES. Then UPDATE, DELETE and TRUNCATE of events
-are refused by privileges as well as by triggers, and the role cannot ALTER a table at all.
+are refused by privileges as well as by triggers, signed checkpoints can only be added, and the role
+cannot ALTER a table at all.
 
 Grants name the tables that exist now. Run it after every `migrate` (it is idempotent and also
 repairs the role): default privileges (ALTER DEFAULT PRIVILEGES) are not used on purpose, since
@@ -24,16 +25,19 @@ from psycopg import sql as pg_sql
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
 # Tables the role may use only partly. The chain head moves forward by UPDATE; nothing of the audit
-# store is ever deleted. Migrations are recorded by the owner who runs them; the application only reads.
+# store is ever deleted, signed checkpoints included (a deleted one would leave a gap). Migrations are
+# recorded by the owner who runs them; the application only reads.
 RESTRICTED_TABLES: dict[str, tuple[str, ...]] = {
     "audit_event": ("SELECT", "INSERT"),
     "audit_chain_head": ("SELECT", "INSERT", "UPDATE"),
+    "audit_checkpoint": ("SELECT", "INSERT"),
     "django_migrations": ("SELECT",),
 }
 # Privileges on the audit tables that would let someone other than the owner change what was recorded.
 _AUDIT_FORBIDDEN = {
     "audit_event": ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"),
     "audit_chain_head": ("DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"),
+    "audit_checkpoint": ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"),
 }
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _RESERVED = frozenset({"public", "none", "current_user", "current_role", "session_user", "all"})

@@ -176,7 +176,9 @@ class ScoringProgress(models.Model):
 
     class Meta:
         db_table = "audit_scoring_progress"
-        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="audit_scoring_progress_one_row")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="audit_scoring_progress_one_row")
+        ]
 
     def __str__(self) -> str:
         return f"scored through #{self.scored_through}"
@@ -188,12 +190,15 @@ class UserDay(models.Model):
     username = models.CharField(max_length=150)
     user_id = models.IntegerField(null=True, blank=True)
     role = models.CharField(max_length=30, blank=True)
+    department = models.CharField(max_length=20, blank=True)
     day = models.DateField()
     events = models.IntegerField(default=0)
     features = models.JSONField(default=dict, blank=True)
     # Facts the next days' context is built from: tables, columns, devices, patients, hours.
     seen = models.JSONField(default=dict, blank=True)
-    anomaly = models.FloatField(null=True, blank=True, help_text="Isolation Forest score; higher is stranger.")
+    anomaly = models.FloatField(
+        null=True, blank=True, help_text="Isolation Forest score; higher is stranger."
+    )
     percentile = models.FloatField(null=True, blank=True, help_text="Of the anomaly among the role's days.")
     risk = models.FloatField(default=0.0)
     updated_at = models.DateTimeField()

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
@@ -123,10 +124,21 @@ def audit_record_many(*, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
     try:
         with transaction.atomic(using=connection.alias):
             head = _lock_head(connection)
-            return _append(connection, head, prepared)
+            events = _append(connection, head, prepared)
+            if settings.AUDIT_SCORE_ON_COMMIT:
+                seqs = [event.seq for event in events]
+                # After the outermost commit: an event the caller rolls back is never scored.
+                transaction.on_commit(lambda: _queue_scoring(seqs), using=connection.alias)
+            return events
     except IntegrityError as exc:
         # UNIQUE(seq) or UNIQUE(prev_hash) refused a fork: someone wrote around the lock.
         raise AuditChainError(f"The audit chain refused the append ({exc}); run audit_verify.") from exc
+
+
+def _queue_scoring(seqs: list[int]) -> None:
+    from audit.pipeline import enqueue_scoring  # the pipeline reads the warehouse; loaded on first use
+
+    enqueue_scoring(seqs)
 
 
 _HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE"

@@ -75,6 +75,9 @@ class ResearchProject(models.Model):
     ethics_reference = models.CharField(max_length=60, help_text="The approving committee's reference.")
     approved_on = models.DateField(null=True, blank=True)
     expires_on = models.DateField()
+    # The approved cohort, as ICD code prefixes ("icd10|i50"); empty means the whole hospital. Queries
+    # reaching patients outside it are flagged by the audit's anomaly features.
+    cohort = models.JSONField(default=list, blank=True, help_text='ICD code prefixes, e.g. ["icd10|i50"].')
     members: models.ManyToManyField[User, ProjectMembership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="projects"
     )

@@ -1166,6 +1166,10 @@ def _record(
     )
     if grant is not None:
         details["breakglass"] = {"session": grant.session_id, "scope": grant.scope}
+    if abs((subject.data_now - subject.clock).total_seconds()) > 60:
+        # Answered as of another moment than the event's (a frozen extract, NLQ_NOW): whose stays were
+        # "current" is judged then, by the audit's relationship features as by the scope.
+        details["as_of"] = subject.data_now.isoformat()
     try:
         event = audit_record(
             user=user if user.is_authenticated else None,

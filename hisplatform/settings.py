@@ -192,8 +192,11 @@ DISCLOSURE_MAX_SUPPRESSION_PERCENT = env_int("DISCLOSURE_MAX_SUPPRESSION_PERCENT
 # epsilon in all; the privacy office raises one user's total in admin (accessctl.PrivacyBudget).
 DP_EPSILON_BUDGET = env_int("DP_EPSILON_BUDGET", 10, minimum=0, maximum=1000)
 
-# Audit intelligence (audit/detect.py, audit/pipeline.py). Alerts are held to this many per 1,000
-# user-days of a role: beyond it the privacy office stops reading them.
+# Audit intelligence (audit/detect.py, audit/pipeline.py). Each recorded event is queued for scoring
+# when its transaction commits; off, only the sweep (beat, `audit_score`) scores.
+AUDIT_SCORE_ON_COMMIT = env_bool("AUDIT_SCORE_ON_COMMIT", True)
+# Alerts are held to this many per 1,000 user-days of a role: beyond it the privacy office stops
+# reading them.
 AUDIT_ALERT_BUDGET = env_int("AUDIT_ALERT_BUDGET", 5, minimum=1, maximum=1000)
 # Baselines are trained on this many trailing days of user-days.
 AUDIT_TRAINING_DAYS = env_int("AUDIT_TRAINING_DAYS", 30, minimum=7, maximum=365)
@@ -230,6 +233,14 @@ CELERY_RESULT_BACKEND = env_url(
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "cache+memory://",
     kind="result_backend",
 )
+# A request that queues a task must not hang while Redis is down: connect once more after 0.2 s, then
+# give up (audit scoring is then done by the sweep). Workers reconnect by their own, patient, settings.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -256,7 +267,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     # Casbin logs the whole model at start-up and every denied request at WARNING: routine here;
     # Presidio announces its device (always the CPU here) whenever spaCy loads its plug-ins.
-    "loggers": {"casbin": {"level": "ERROR"}, "presidio-analyzer": {"level": "WARNING"}},
+    # Celery logs every task that succeeds, which in-process (make demo) is every question asked.
+    "loggers": {
+        "casbin": {"level": "ERROR"},
+        "presidio-analyzer": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+    },
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),

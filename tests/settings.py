@@ -24,3 +24,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # Every decision checks the policy version: tests change rules and expect the next question to see it.
 POLICY_RELOAD_SECONDS = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Scoring on commit reads the warehouse for every recorded event; the tests of the scoring pipeline
+# switch it on, the rest of the suite records events without waiting for it.
+AUDIT_SCORE_ON_COMMIT = False

@@ -10,6 +10,7 @@ import io
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from django.core.management.base import CommandError
 from django.db import ProgrammingError, connection, transaction
 
 from audit.chain import missing_guards, verify_chain
+from audit.checkpoints import checkpoint_create, signing_key_create, verify_checkpoints
 from audit.models import AuditChainHead, AuditEvent, EventKind, EventStatus
 from audit.services import audit_record
 from tests.audit.flush import AUDIT_TABLES
@@ -100,6 +102,24 @@ def test_the_role_records_events_and_verifies_the_chain(app_role: str) -> None:
 
 @requires_postgresql
 @pytest.mark.django_db(transaction=True)
+def test_the_role_signs_checkpoints_and_verifies_them(app_role: str, settings: Any, tmp_path: Path) -> None:
+    settings.AUDIT_SIGNING_KEY_FILE = str(tmp_path / "audit-signing-key.pem")
+    settings.AUDIT_VERIFY_KEY_FILE = ""
+    signing_key_create()
+    _create_app_role(app_role)
+    _append_as(app_role, 3)
+
+    with _connected_as(app_role):
+        checkpoint = checkpoint_create()  # INSERT, and the id sequence
+        report = verify_checkpoints()
+
+    assert checkpoint is not None
+    assert (checkpoint.seq_from, checkpoint.seq_to) == (1, 3)
+    assert (report.intact, report.verified, report.covered_to) == (True, 1, 3)
+
+
+@requires_postgresql
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "statement",
     [
@@ -108,6 +128,9 @@ def test_the_role_records_events_and_verifies_the_chain(app_role: str) -> None:
         "TRUNCATE audit_event",
         "DELETE FROM audit_chain_head",
         "TRUNCATE audit_chain_head",
+        "UPDATE audit_checkpoint SET root = repeat('0', 64)",
+        "DELETE FROM audit_checkpoint",
+        "TRUNCATE audit_checkpoint",
     ],
 )
 def test_privileges_alone_refuse_changing_the_store(app_role: str, statement: str) -> None:
@@ -198,11 +221,13 @@ def test_the_role_is_made_and_rerunning_it_changes_nothing(app_role: str) -> Non
     assert again.splitlines()[2:] == [
         "  audit_event: SELECT, INSERT only.",
         "  audit_chain_head: SELECT, INSERT, UPDATE only.",
+        "  audit_checkpoint: SELECT, INSERT only.",
         "  django_migrations: SELECT only.",
     ]
     assert _role_attributes(app_role) == (True, False, False, False, False, False, False)
     assert _privileges(app_role, "audit_event") == ["INSERT", "SELECT"]
     assert _privileges(app_role, "audit_chain_head") == ["INSERT", "SELECT", "UPDATE"]
+    assert _privileges(app_role, "audit_checkpoint") == ["INSERT", "SELECT"]
     assert _privileges(app_role, "auth_user") == ["DELETE", "INSERT", "SELECT", "UPDATE"]
 
 

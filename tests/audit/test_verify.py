@@ -35,12 +35,15 @@ def _broken(*args: str) -> str:
 
 
 def test_an_empty_store_is_intact() -> None:
-    assert _verify() == "Audit chain intact: 0 events (the store is empty)."
+    assert _verify() == "Audit chain intact: 0 events (the store is empty).\nCheckpoints: no signed checkpoints yet."
 
 
 def test_an_untouched_chain_is_intact(record_questions) -> None:
     events = record_questions(5)
-    assert _verify() == f"Audit chain intact: 5 events, head {events[-1].hash[:16]} (seq 5)."
+    assert _verify() == (
+        f"Audit chain intact: 5 events, head {events[-1].hash[:16]} (seq 5).\n"
+        "Checkpoints: no signed checkpoints yet; the events are covered by the hash chain only."
+    )
     assert _verify("--chunk-size", "2") == _verify()
 
 

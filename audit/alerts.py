@@ -1,0 +1,190 @@
+"""The privacy office's work on alerts: triage (state, assignee, notes), labels for training, notices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Final
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.mail import send_mass_mail
+from django.db import transaction
+from django.utils import timezone
+
+from accessctl.models import Notification
+from audit.models import Alert, AlertLabel, AlertNote, AlertState, EventKind, EventStatus
+from audit.services import audit_record
+from hisplatform.models import Role
+
+logger = logging.getLogger(__name__)
+
+# Where an alert may go from each state. Confirmed and false positive are conclusions (they become the
+# label the next training reads); resolved closes a confirmed incident; a conclusion can be reopened.
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    AlertState.NEW: frozenset({AlertState.INVESTIGATING, AlertState.CONFIRMED, AlertState.FALSE_POSITIVE}),
+    AlertState.INVESTIGATING: frozenset({AlertState.CONFIRMED, AlertState.FALSE_POSITIVE}),
+    AlertState.CONFIRMED: frozenset({AlertState.RESOLVED, AlertState.INVESTIGATING}),
+    AlertState.FALSE_POSITIVE: frozenset({AlertState.INVESTIGATING}),
+    AlertState.RESOLVED: frozenset({AlertState.INVESTIGATING}),
+}
+LABEL_OF: Final[dict[str, str]] = {
+    AlertState.NEW: AlertLabel.NONE,
+    AlertState.INVESTIGATING: AlertLabel.NONE,
+    AlertState.CONFIRMED: AlertLabel.INCIDENT,
+    AlertState.FALSE_POSITIVE: AlertLabel.BENIGN,
+    AlertState.RESOLVED: AlertLabel.INCIDENT,
+}
+_NOTE_LIMIT: Final = 10_000
+
+
+class AlertError(Exception):
+    """A triage request the rules refuse; `code` is stable, `message` is for the person."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def security_officers() -> list[User]:
+    return list(User.objects.filter(is_active=True, profile__role=Role.SECURITY_OFFICER).order_by("username"))
+
+
+def is_security_officer(user: User) -> bool:
+    profile = getattr(user, "profile", None)
+    return bool(user.is_active and profile is not None and profile.role == Role.SECURITY_OFFICER)
+
+
+def alert_triage(
+    *,
+    officer: User,
+    alert_id: int,
+    state: str | None = None,
+    note: str = "",
+    assignee: str | None = None,
+    now: dt.datetime | None = None,
+) -> Alert:
+    """Move an alert on, assign it, or add a note; every step is kept and audited, refusals too.
+
+    `assignee` is a security officer's username ("" unassigns). Concluding (confirmed, false positive)
+    needs a note saying why: it becomes the label the next baseline is trained with.
+    """
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            alert, step = _triage(officer, alert_id, state, note, assignee, now)
+            audit_record(
+                user=officer,
+                kind=EventKind.ALERT_TRIAGE,
+                status=EventStatus.OK,
+                message=f"alert {alert.pk} ({alert.username}, {alert.day}): {step}",
+                details={
+                    "alert": alert.pk,
+                    "subject_user": alert.username,
+                    "state": alert.state,
+                    "assignee": alert.assignee.get_username() if alert.assignee else "",
+                    "note": note.strip()[:_NOTE_LIMIT],
+                },
+            )
+            return alert
+    except AlertError as error:
+        audit_record(
+            user=officer,
+            kind=EventKind.ALERT_TRIAGE,
+            status=EventStatus.DENIED,
+            message=error.message,
+            details={"alert": alert_id, "code": error.code, "state": state or ""},
+        )
+        raise
+
+
+def _triage(
+    officer: User, alert_id: int, state: str | None, note: str, assignee: str | None, now: dt.datetime
+) -> tuple[Alert, str]:
+    if not is_security_officer(officer):
+        raise AlertError("Only the privacy office triages alerts.", code="role")
+    alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+    if alert is None:
+        raise AlertError("There is no such alert.", code="not_found")
+    if alert.username == officer.get_username():
+        raise AlertError("Nobody triages an alert about themself.", code="own_alert")
+    note = note.strip()
+    if len(note) > _NOTE_LIMIT:
+        raise AlertError(f"A note holds at most {_NOTE_LIMIT:,} characters.", code="note_too_long")
+    steps: list[str] = []
+    before = alert.state
+    if state is not None and state != alert.state:
+        if state not in AlertState.values:
+            raise AlertError(
+                f"Unknown state {state[:30]!r}; one of {', '.join(AlertState.values)}.", code="state"
+            )
+        if state not in TRANSITIONS[alert.state]:
+            allowed = ", ".join(sorted(TRANSITIONS[alert.state]))
+            raise AlertError(
+                f"An alert that is {AlertState(alert.state).label.lower()} can move to: {allowed}.",
+                code="transition",
+            )
+        if state in (AlertState.CONFIRMED, AlertState.FALSE_POSITIVE) and not note:
+            raise AlertError(
+                "Say what the investigation found; the note is kept with the alert.", code="note"
+            )
+        alert.state = state
+        alert.label = LABEL_OF[state]
+        steps.append(f"{before} -> {state}")
+    if assignee is not None:
+        if assignee == "":
+            alert.assignee = None
+            steps.append("unassigned")
+        else:
+            person = User.objects.filter(username=assignee).select_related("profile").first()
+            if person is None or not is_security_officer(person):
+                raise AlertError(
+                    "Alerts are assigned to members of the privacy office only.", code="assignee"
+                )
+            if person.get_username() == alert.username:
+                raise AlertError("Nobody is assigned an alert about themself.", code="own_alert")
+            alert.assignee = person
+            steps.append(f"assigned to {person.get_username()}")
+    if not steps and not note:
+        raise AlertError("Nothing to do: give a new state, an assignee or a note.", code="empty")
+    alert.updated_at = now
+    alert.save(update_fields=["state", "label", "assignee", "updated_at"])
+    AlertNote.objects.create(
+        alert=alert,
+        author=officer,
+        author_name=officer.get_username(),
+        created_at=now,
+        text=note,
+        state_from=before if alert.state != before else "",
+        state_to=alert.state if alert.state != before else "",
+    )
+    return alert, "; ".join(steps) or "note added"
+
+
+def alert_notify(*, alert_id: int) -> int:
+    """Tell every security officer (but the alert's subject) about a new alert; returns how many."""
+    alert = Alert.objects.filter(pk=alert_id).first()
+    if alert is None:
+        return 0
+    officers = [user for user in security_officers() if user.get_username() != alert.username]
+    subject = f"Access alert: {alert.username} on {alert.day:%d %b %Y} (risk {alert.risk:.0f})"[:200]
+    # No patient data in a notice that may leave the platform by mail: who, when, how risky, where to look.
+    body = (
+        f"An access alert was raised for {alert.username} ({alert.role.replace('_', ' ')}) on "
+        f"{alert.day:%d %b %Y}, risk {alert.risk:.0f} of 100. Open alert {alert.pk} in the security "
+        "console to see the reasons and the events behind it."
+    )
+    now = timezone.now()
+    Notification.objects.bulk_create(
+        Notification(user=user, subject=subject, body=body, created_at=now) for user in officers
+    )
+    messages = [(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email]) for user in officers if user.email]
+    if messages:
+        try:
+            send_mass_mail(messages, fail_silently=False)
+        except Exception:
+            logger.exception(
+                "Alert %s: e-mail notification failed (in-platform notices were made).", alert.pk
+            )
+    return len(officers)

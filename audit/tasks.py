@@ -1,0 +1,52 @@
+"""Celery tasks of the audit store: thin wrappers over audit.pipeline and audit.checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from audit import pipeline
+
+
+# Retries: a warehouse or database hiccup is retried with backoff for about 10 minutes; after that the
+# events are left to the sweep (beat, every minute), so nothing is lost either way.
+@shared_task(
+    name="audit.score_events",
+    autoretry_for=(Exception,),
+    retry_backoff=5,
+    retry_backoff_max=120,
+    max_retries=8,
+    acks_late=True,
+)
+def score_events_task(seqs: list[int]) -> dict[str, int]:
+    report = pipeline.score_events(int(seq) for seq in seqs)
+    return {"events": report.events, "user_days": report.user_days, "alerts_new": report.alerts_new}
+
+
+# One sweep at a time is enough; a sweep still running when beat fires again just makes the next
+# one find nothing. The time limit bounds one sweep of a large backlog (it resumes where it stopped).
+@shared_task(name="audit.sweep", soft_time_limit=240, time_limit=300)
+def sweep_task() -> dict[str, int]:
+    report = pipeline.sweep()
+    return {"events": report.events, "user_days": report.user_days, "alerts_new": report.alerts_new}
+
+
+@shared_task(name="audit.retrain", time_limit=3600)
+def retrain_task() -> list[dict[str, Any]]:
+    stored = pipeline.baseline_train()
+    return [{"role": model.role, "samples": model.samples} for model in stored]
+
+
+@shared_task(name="audit.checkpoint", time_limit=600)
+def checkpoint_task() -> dict[str, Any]:
+    """Sign the events since the last checkpoint; with no key configured, checkpoints are off."""
+    from audit.checkpoints import CheckpointsOff, checkpoint_create
+
+    try:
+        made = checkpoint_create()
+    except CheckpointsOff:
+        return {"checkpoint": None, "off": True}
+    if made is None:
+        return {"checkpoint": None}
+    return {"checkpoint": made.pk, "seq_from": made.seq_from, "seq_to": made.seq_to}
