@@ -1,26 +1,71 @@
-"""Admin for the audit store: security staff may look, nobody may add, change or delete."""
+"""Admin for the audit store: staff may look, nobody may add, change or delete; every look is audited.
+
+What people asked (question text, SQL) and whose records they saw can itself be health information:
+only security officers see it here; other staff with admin access see that it is withheld.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
 
-from audit.models import AuditEvent
+from audit.alerts import is_security_officer
+from audit.models import Alert, AlertNote, AuditEvent, BaselineModel, Checkpoint, EventKind, EventStatus
+from audit.services import audit_record
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[AuditEvent]
+    _AlertAdmin = admin.ModelAdmin[Alert]
+    _BaselineAdmin = admin.ModelAdmin[BaselineModel]
+    _CheckpointAdmin = admin.ModelAdmin[Checkpoint]
+    _NoteInline = admin.TabularInline[AlertNote, Alert]
 else:
-    _ModelAdmin = admin.ModelAdmin
+    _ModelAdmin = _AlertAdmin = _BaselineAdmin = _CheckpointAdmin = admin.ModelAdmin
+    _NoteInline = admin.TabularInline
 
 # Every column, read-only; the user is shown as the id recorded, since following the relation
 # fails once the account is deleted.
 _FIELDS = tuple(field.attname if field.name == "user" else field.name for field in AuditEvent._meta.fields)
+# Columns that can hold health information: shown to security officers only.
+PROTECTED: Final = ("question", "sql_generated", "sql_executed", "patients_touched")
+WITHHELD: Final = "Withheld: visible to security officers only."
+
+
+def _is_officer(request: HttpRequest) -> bool:
+    user = request.user
+    return isinstance(user, User) and is_security_officer(user)
+
+
+def record_audit_read(request: HttpRequest, what: str, details: dict[str, Any]) -> None:
+    """Reading the audit trail is itself an audit event: who looked at what, and through which page."""
+    user = request.user
+    audit_record(
+        user=user if isinstance(user, User) else None,
+        kind=EventKind.AUDIT_ACCESS,
+        status=EventStatus.OK,
+        client_addr=str(request.META.get("REMOTE_ADDR") or ""),
+        user_agent=str(request.META.get("HTTP_USER_AGENT") or ""),
+        message=what,
+        details={"path": request.path, **details},
+    )
+
+
+class _ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(_ModelAdmin):
+class AuditEventAdmin(_ReadOnly, _ModelAdmin):
     list_display = (
         "seq",
         "occurred_at",
@@ -41,14 +86,113 @@ class AuditEventAdmin(_ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
 
-    fields = _FIELDS
-    readonly_fields = _FIELDS
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if _is_officer(request):
+            return _FIELDS
+        return tuple(f"{name}_withheld" if name in PROTECTED else name for name in _FIELDS)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return self.get_fields(request, obj)
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    @admin.display(description="question")
+    def question_withheld(self, obj: AuditEvent) -> str:
+        return WITHHELD if obj.question else ""
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    @admin.display(description="SQL generated")
+    def sql_generated_withheld(self, obj: AuditEvent) -> str:
+        return WITHHELD if obj.sql_generated else ""
+
+    @admin.display(description="SQL executed")
+    def sql_executed_withheld(self, obj: AuditEvent) -> str:
+        return WITHHELD if obj.sql_executed else ""
+
+    @admin.display(description="patients touched")
+    def patients_touched_withheld(self, obj: AuditEvent) -> str:
+        return WITHHELD if obj.patients_touched else ""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if self.has_view_permission(request):
+            record_audit_read(request, "audit trail list viewed", {"query": dict(request.GET.lists())})
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if self.has_view_permission(request):
+            record_audit_read(
+                request,
+                f"audit event {object_id[:20]} viewed",
+                {"event": object_id[:20], "protected_shown": _is_officer(request)},
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+class AlertNoteInline(_ReadOnly, _NoteInline):
+    model = AlertNote
+    fields = ("created_at", "author_name", "state_from", "state_to", "text")
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Alert)
+class AlertAdmin(_ReadOnly, _AlertAdmin):
+    """Alerts name patients in their reasons: the privacy office only. Triage goes through its services."""
+
+    list_display = ("id", "day", "username", "role", "risk", "state", "assignee", "summary")
+    list_filter = ("state", "role", "label")
+    search_fields = ("username",)
+    ordering = ("-risk", "-created_at")
+    inlines = (AlertNoteInline,)
+    show_full_result_count = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_officer(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_officer(request) or super().has_module_permission(request)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if self.has_view_permission(request):
+            record_audit_read(request, "alert list viewed", {"query": dict(request.GET.lists())})
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if self.has_view_permission(request):
+            record_audit_read(request, f"alert {object_id[:20]} viewed", {"alert": object_id[:20]})
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(BaselineModel)
+class BaselineModelAdmin(_ReadOnly, _BaselineAdmin):
+    list_display = (
+        "role",
+        "trained_at",
+        "window_start",
+        "window_end",
+        "samples",
+        "users",
+        "excluded_days",
+        "active",
+    )
+    list_filter = ("role", "active")
+    exclude = ("blob", "signature")
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(_ReadOnly, _CheckpointAdmin):
+    list_display = ("seq_from", "seq_to", "created_at", "root", "key_id")
+    ordering = ("-seq_to",)

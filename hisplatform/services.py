@@ -45,6 +45,10 @@ ADMIN_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Privacy office",
         (
             "audit.view_auditevent",
+            "audit.view_alert",
+            "audit.view_alertnote",
+            "audit.view_baselinemodel",
+            "audit.view_checkpoint",
             *(f"accessctl.{action}_policyrule" for action in ("view", "add", "change", "delete")),
             "accessctl.view_breakglasssession",
             "accessctl.view_purposeconfirmation",

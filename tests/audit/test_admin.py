@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 
-from audit.models import EventKind, EventStatus
+from audit.models import Alert, AuditEvent, EventKind, EventStatus
 from audit.services import audit_record
 
 pytestmark = pytest.mark.django_db
@@ -27,12 +28,19 @@ def test_the_list_searches_by_username_and_filters_by_kind(admin_client: Client,
 
     assert everyone.status_code == carla.status_code == exports.status_code == 200
     assert [(e.username, e.kind) for e in everyone.context["cl"].result_list] == [
+        ("admin", EventKind.AUDIT_ACCESS),  # looking at the list is itself recorded first
         ("rita.research", EventKind.EXPORT),
         ("carla.cardio", EventKind.QUESTION),
         ("admin", EventKind.LOGIN),
     ]
     assert [e.username for e in carla.context["cl"].result_list] == ["carla.cardio"]
     assert [e.seq for e in exports.context["cl"].result_list] == [3]
+    looks = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).order_by("seq")
+    assert [e.details["query"] for e in looks] == [
+        {},
+        {"q": ["carla.cardio"]},
+        {"kind__exact": ["export"], "role__exact": ["researcher"]},
+    ]
 
 
 def test_an_event_can_be_viewed_but_not_changed(admin_client: Client, events: None) -> None:
@@ -52,3 +60,67 @@ def test_there_is_no_way_to_add_or_delete(admin_client: Client, events: None, ur
 def test_bulk_delete_is_not_offered(admin_client: Client, events: None) -> None:
     page = admin_client.get(CHANGELIST)
     assert "delete_selected" not in page.context["cl"].model_admin.get_actions(page.wsgi_request)
+
+
+QUESTION = "what is the home address of patient 10001"
+
+
+@pytest.fixture
+def asked(cardiology_clinician) -> AuditEvent:
+    return audit_record(
+        user=cardiology_clinician,
+        kind=EventKind.QUESTION,
+        status=EventStatus.ANSWERED,
+        question=QUESTION,
+        sql_executed="SELECT address FROM patient_identity WHERE subject_id = 10001",
+        patients_touched=[10001],
+    )
+
+
+def test_question_text_sql_and_patients_are_withheld_from_staff_who_are_not_security_officers(
+    admin_client: Client, asked: AuditEvent
+) -> None:
+    page = admin_client.get(f"{CHANGELIST}{asked.seq}/change/")
+    assert page.status_code == 200
+    assert QUESTION.encode() not in page.content
+    assert b"patient_identity" not in page.content
+    assert b"10001" not in page.content
+    assert page.content.count(b"Withheld: visible to security officers only.") == 3
+    look = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).latest("seq")
+    assert (look.username, look.details["event"], look.details["protected_shown"]) == (
+        "admin",
+        str(asked.seq),
+        False,
+    )
+
+
+def test_a_security_officer_sees_the_question_and_the_look_is_recorded(
+    client: Client, security_officer, asked: AuditEvent
+) -> None:
+    security_officer.is_staff = True
+    security_officer.save()
+    security_officer.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    client.force_login(security_officer)
+    page = client.get(f"{CHANGELIST}{asked.seq}/change/")
+    assert page.status_code == 200
+    assert QUESTION.encode() in page.content
+    look = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).latest("seq")
+    assert (look.username, look.details["protected_shown"]) == ("sofia.security", True)
+
+
+def test_alerts_are_for_the_privacy_office_only(
+    admin_client: Client, client: Client, security_officer
+) -> None:
+    from django.utils import timezone
+
+    now = timezone.now()
+    alert = Alert.objects.create(
+        username="carla.cardio", role="clinician", day=now.date(), created_at=now, updated_at=now, risk=97,
+        summary="Opened a VIP patient's record", first_event_at=now, last_event_at=now,
+    )  # fmt: skip
+    assert admin_client.get(f"/admin/audit/alert/{alert.pk}/change/").status_code == 403
+    security_officer.is_staff = True
+    security_officer.save()
+    client.force_login(security_officer)
+    assert client.get(f"/admin/audit/alert/{alert.pk}/change/").status_code == 200
+    assert AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS, username="sofia.security").count() == 1
