@@ -66,7 +66,8 @@ class Access:
     as_of: dt.datetime | None = None  # the warehouse moment the answer was given as of, when not `at`
 
     def to_json(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
+        # Field by field: dataclasses.asdict deep-copies every tuple and is most of a dataset's write time.
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         values["at"] = self.at.astimezone(dt.UTC).isoformat()
         values["as_of"] = self.as_of.astimezone(dt.UTC).isoformat() if self.as_of is not None else None
         return values

@@ -27,21 +27,23 @@ from audit.features import DAY_FEATURES, Flag, vector
 
 # Below this many training days a role has no baseline of its own and is scored against every role's
 # days together (cold start); below MIN_POOLED_DAYS there is no baseline at all and only rules alert.
-MIN_ROLE_DAYS: Final = 200
-MIN_POOLED_DAYS: Final = 100
+MIN_ROLE_DAYS: Final = 100
+MIN_POOLED_DAYS: Final = 50
 POOLED: Final = "*"
 # Trees and sample size of the forest: scikit-learn's defaults, which the Isolation Forest paper found
 # enough; fixed seeds so that a retrain on the same days gives the same model.
 TREES: Final = 200
+# How fast days become rarer beyond the highest value seen in training (a Pareto tail of this index).
+TAIL_EXPONENT: Final = 2.0
 # An alert needs a day rarer than one in this many of the role's days, whatever the budget says.
 MIN_RARITY: Final = 100
 # How much each feature's rarity counts as evidence: behaviours that disclose data weigh most, habits
 # (hours, devices) less, sheer volume least (busy days are common and mostly benign).
 WEIGHTS: Final[dict[str, float]] = {
-    "queries": 0.6,
-    "patients": 0.7,
-    "max_patients": 0.7,
-    "rows": 0.6,
+    "queries": 0.5,
+    "patients": 0.6,
+    "max_patients": 0.6,
+    "rows": 0.5,
     "exports": 0.8,
     "export_rows": 1.0,
     "identifiers": 0.8,
@@ -53,7 +55,9 @@ WEIGHTS: Final[dict[str, float]] = {
     "departments": 0.7,
     "new_tables": 0.6,
     "new_columns": 0.5,
-    "rare_hour_events": 0.9,
+    "rare_hour_events": 0.8,
+    "rare_hour_unrelated": 1.0,
+    "rare_hour_lookups": 1.0,
     "night_events": 0.7,
     "new_devices": 0.8,
     "devices": 0.8,
@@ -68,6 +72,20 @@ WEIGHTS: Final[dict[str, float]] = {
     "volume_vs_own": 0.7,
     "unrelated_vs_own": 0.9,
     "relationship_flags": 1.0,
+    "relatives": 1.0,
+}
+
+# Features that measure one behaviour in several ways.
+FAMILY: Final[dict[str, str]] = {
+    **dict.fromkeys(("queries", "patients", "max_patients", "rows", "volume_vs_own"), "volume"),
+    **dict.fromkeys(("exports", "export_rows", "identifiers"), "export"),
+    **dict.fromkeys(
+        ("unrelated", "unrelated_share", "unrelated_week", "unrelated_month", "unrelated_vs_own"), "unrelated"
+    ),
+    **dict.fromkeys(("rare_hour_events", "night_events"), "hours"),
+    **dict.fromkeys(("new_devices", "devices", "concurrent_devices"), "devices"),
+    **dict.fromkeys(("denials", "masked", "rephrases"), "refusals"),
+    **dict.fromkeys(("new_tables", "new_columns"), "novelty"),
 }
 
 # What each feature means, for a privacy officer: "{value}" is today's, "{median}" the role's median day.
@@ -88,6 +106,8 @@ FEATURE_TEXT: Final[dict[str, str]] = {
     "new_tables": "{value} tables this user had not used in 30 days",
     "new_columns": "{value} columns this user had not used in 30 days",
     "rare_hour_events": "{value} questions at hours this user does not normally work",
+    "rare_hour_unrelated": "{value} patients not in this user's current care, looked at outside their hours",
+    "rare_hour_lookups": "{value} look-ups of names, addresses or ID numbers outside this user's hours",
     "night_events": "{value} questions between midnight and 6 a.m.",
     "new_devices": "{value} actions from a device not used in the last 30 days",
     "devices": "{value} different devices in one day",
@@ -102,6 +122,7 @@ FEATURE_TEXT: Final[dict[str, str]] = {
     "volume_vs_own": "{value} times this user's own usual number of patients",
     "unrelated_vs_own": "{value} times this user's usual number of unrelated patients",
     "relationship_flags": "{value} records of related, protected or deceased patients",
+    "relatives": "{value} records of patients sharing this user's surname or address, not in their care",
 }
 _SHARE_FEATURES: Final = frozenset({"unrelated_share"})
 _RATIO_FEATURES: Final = frozenset({"volume_vs_own", "unrelated_vs_own"})
@@ -143,11 +164,14 @@ class Baseline:
     threshold: float  # combined evidence at the budget
     samples: int
     users: int
+    median_values: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def medians(self) -> dict[str, float]:
-        return {
-            name: float(np.median(values)) if len(values) else 0.0 for name, values in self.values.items()
-        }
+        if not self.median_values:  # once: scoring asks for every day it scores
+            self.median_values = {
+                name: float(np.median(values)) if len(values) else 0.0 for name, values in self.values.items()
+            }
+        return self.median_values
 
     def spread(self) -> dict[str, float]:
         """The 99th percentile of each feature: what "high" means for this role."""
@@ -183,10 +207,18 @@ _KEEP: Final = 5000
 
 
 def _rarity(sorted_values: NDArray[np.float64], value: float) -> float:
-    """-log10 of (days reaching this value + 1) / (days + 1): 0 for common values, ~log10(n) for unseen."""
+    """-log10 of (days reaching this value + 1) / (days + 1): 0 for common values, ~log10(n) for unseen.
+
+    Beyond the highest value seen, ranks run out: 300 unrelated patients would count as no rarer than
+    the busiest day's 16. There the tail is extrapolated as a power law (a day twice the highest is four
+    times rarer), so how far beyond still counts.
+    """
     n = len(sorted_values)
     reaching = n - int(np.searchsorted(sorted_values, value, side="left"))
-    return -math.log10((reaching + 1) / (n + 1))
+    rarity = -math.log10((reaching + 1) / (n + 1))
+    if reaching == 0 and n:
+        rarity += TAIL_EXPONENT * math.log10((1.0 + value) / (1.0 + max(0.0, float(sorted_values[-1]))))
+    return rarity
 
 
 def _forest_scores(forest: IsolationForest, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -206,16 +238,20 @@ def _evidence(
         if rarity > 0:
             found.append((WEIGHTS[name] * rarity, Evidence(name, value, medians.get(name, 0.0), rarity)))
     found.sort(key=lambda item: -item[0])
-    weighted = [weight for weight, _ in found]
-    single = (weighted[0] + 0.5 * weighted[1]) if len(weighted) > 1 else (weighted[0] if weighted else 0.0)
+    # The strongest family of behaviour, and half of the next: unrelated patients today, this week and
+    # this month are one behaviour counted three ways, and must not add up to three reasons.
+    by_family: dict[str, float] = {}
+    for weight, evidence in found:
+        family = FAMILY.get(evidence.feature, evidence.feature)
+        by_family[family] = max(by_family.get(family, 0.0), weight)
+    strongest = sorted(by_family.values(), reverse=True)
+    single = strongest[0] + 0.5 * strongest[1] if len(strongest) > 1 else (strongest[0] if strongest else 0.0)
     forest = _rarity(baseline.forest_scores, forest_score)
     return max(single, forest), [evidence for _, evidence in found]
 
 
-def train_baseline(
-    role: str, days: Sequence[Mapping[str, float]], *, users: int, budget_per_1000: int, seed: int = 0
-) -> Baseline:
-    """Fit a role's forest on its user-days and calibrate the alert threshold to the budget."""
+def _fit(role: str, days: Sequence[Mapping[str, float]], *, users: int, seed: int) -> Baseline:
+    """The forest and the feature distributions of these days, not yet calibrated."""
     matrix = np.asarray([vector(features) for features in days], dtype=np.float64)
     forest = IsolationForest(n_estimators=TREES, max_samples=min(256, len(days)), random_state=seed)
     forest.fit(matrix)
@@ -225,22 +261,44 @@ def train_baseline(
         name: np.sort(np.asarray([float(days[i].get(name, 0.0)) for i in keep], dtype=np.float64))
         for name in DAY_FEATURES
     }
-    scores = _forest_scores(forest, matrix)
-    baseline = Baseline(
+    return Baseline(
         role=role,
         forest=forest,
         values=values,
-        forest_scores=np.sort(scores[keep]),
+        forest_scores=np.sort(_forest_scores(forest, matrix)[keep]),
         combined=np.zeros(0),
         threshold=math.inf,
         samples=len(days),
         users=users,
     )
-    combined = np.sort(
-        np.asarray([_evidence(baseline, days[i], float(scores[i]))[0] for i in keep], dtype=np.float64)
-    )
-    baseline.combined = combined
-    quantile = float(np.quantile(combined, 1.0 - budget_per_1000 / 1000.0))
+
+
+def _held_out_evidence(baseline: Baseline, days: Sequence[Mapping[str, float]]) -> list[float]:
+    matrix = np.asarray([vector(features) for features in days], dtype=np.float64)
+    scores = _forest_scores(baseline.forest, matrix)
+    return [
+        _evidence(baseline, features, float(score))[0] for features, score in zip(days, scores, strict=True)
+    ]
+
+
+def train_baseline(
+    role: str, days: Sequence[Mapping[str, float]], *, users: int, budget_per_1000: int, seed: int = 0
+) -> Baseline:
+    """Fit a role's forest on its user-days and calibrate the alert threshold to the budget.
+
+    The calibration is cross-fitted in time: `days` come oldest first, and each half is scored by a
+    baseline fitted on the other. Scored by the baseline fitted on them, days look more ordinary than
+    new days will (a day is never rarer than itself), and so do days from the same weeks: a threshold set
+    either way lets through several times the budget once the hospital's weeks move on.
+    """
+    baseline = _fit(role, days, users=users, seed=seed)
+    middle = len(days) // 2
+    halves = [list(days[:middle]), list(days[middle:])]
+    held_out: list[float] = []
+    for fitted, scored in ((halves[0], halves[1]), (halves[1], halves[0])):
+        held_out.extend(_held_out_evidence(_fit(role, fitted, users=users, seed=seed), scored))
+    baseline.combined = np.sort(np.asarray(held_out, dtype=np.float64))
+    quantile = float(np.quantile(baseline.combined, 1.0 - budget_per_1000 / 1000.0))
     baseline.threshold = max(quantile, math.log10(MIN_RARITY))
     return baseline
 
@@ -248,7 +306,7 @@ def train_baseline(
 def train_baselines(
     days: Sequence[tuple[str, str, Mapping[str, float]]], *, budget: int, seed: int = 0
 ) -> dict[str, Baseline]:
-    """Per-role baselines on (role, username, features) user-days, and a pooled one for small roles.
+    """Per-role baselines on (role, username, features) user-days, oldest first, and a pooled one.
 
     Days without a question are left out: a day of sign-ins only says nothing about how data is used.
     """
@@ -332,27 +390,39 @@ def _capital(text: str) -> str:
 
 
 def reasons(
-    score: DayScore, flags: Sequence[Flag], *, role_label: str, limit: int = 4
+    score: DayScore, flags: Sequence[Flag], *, role_label: str, limit: int = 3
 ) -> list[dict[str, Any]]:
-    """The alert's reasons in a privacy officer's words, strongest first."""
+    """The alert's reasons in a privacy officer's words, strongest first: each rule that fired (its
+    patients together), then up to `limit` behaviours from the baseline, one per family."""
     found: list[dict[str, Any]] = []
-    live = sorted({(f.code, f.subject_id) for f in flags if not f.silenced}, key=lambda c: -RULE_RISK[c[0]])
-    for code, subject_id in live:
+    live: dict[str, set[int]] = {}
+    for flag in flags:
+        if not flag.silenced:
+            live.setdefault(flag.code, set()).add(flag.subject_id)
+    for code in sorted(live, key=lambda c: -RULE_RISK[c]):
+        patients = sorted(live[code])
+        listed = ", ".join(str(p) for p in patients[:5]) + (
+            f" and {len(patients) - 5} more" if len(patients) > 5 else ""
+        )
+        which = f"patient {listed}" if len(patients) == 1 else f"{len(patients)} patients: {listed}"
         found.append(
             {
                 "code": code,
                 "kind": "rule",
-                "text": f"{_capital(RULE_TEXT[code])} (patient {subject_id}), {_NO_TREATMENT}.",
-                "patient": subject_id,
+                "text": f"{_capital(RULE_TEXT[code])} ({which}), {_NO_TREATMENT}.",
+                "patients": patients,
             }
         )
+    families: set[str] = set()
     for item in score.evidence:
-        if len(found) >= limit:
+        if len(families) >= limit:
             break
-        if item.rarity < 1.0:  # more common than one day in ten: not a reason
+        family = FAMILY.get(item.feature, item.feature)
+        if item.rarity < 1.0 or family in families:  # more common than one day in ten: not a reason
             continue
+        families.add(family)
         what = FEATURE_TEXT[item.feature].format(value=_number(item.feature, item.value))
-        share = 100.0 * (1.0 - 10 ** (-item.rarity))
+        share = min(99.9, 100.0 * (1.0 - 10 ** (-item.rarity)))
         found.append(
             {
                 "code": item.feature,

@@ -39,6 +39,7 @@ from audit.features import (
     FeatureContext,
     GroupIndex,
     day_features,
+    day_role,
     history_before,
     local_day,
     read_day,
@@ -48,10 +49,12 @@ from audit.relations import Relations
 # The reasons that name each scenario's behaviour: an alert for it should give at least one of them.
 SCENARIO_REASONS: Final[dict[str, frozenset[str]]] = {
     "bulk_export": frozenset({"exports", "export_rows", "rows", "patients", "max_patients", "identifiers"}),
-    "family_snooping": frozenset({"family_address", "family_surname"}),
+    "family_snooping": frozenset({"family_address", "family_surname", "relatives"}),
     "coworker_snooping": frozenset({"coworker"}),
     "vip_snooping": frozenset({"vip"}),
-    "after_hours": frozenset({"rare_hour_events", "night_events"}),
+    "after_hours": frozenset(
+        {"rare_hour_events", "rare_hour_unrelated", "rare_hour_lookups", "night_events"}
+    ),
     "credential_sharing": frozenset({"new_devices", "devices", "concurrent_devices"}),
     "slow_exfiltration": frozenset({"unrelated_week", "unrelated_month", "unrelated", "unrelated_vs_own"}),
     "coordinated_aggregation": frozenset({"group_users"}),
@@ -72,6 +75,7 @@ class DayRecord:
     risk: float = 0.0
     alert: bool = False
     reasons: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    baseline: Baseline | None = None  # the one the day was scored against
     past: list[DaySummary] = dataclasses.field(default_factory=list)  # the context the day was read in
 
 
@@ -91,7 +95,7 @@ def replay(accesses: Iterable[tuple[Access, str | None]], context: FeatureContex
             records.append(
                 DayRecord(
                     username=read.username,
-                    role=read.events[0][0].role,
+                    role=day_role(read.events),
                     day=day,
                     events=read.events,
                     labels={label for _, label in users[read.username] if label},
@@ -114,6 +118,7 @@ def judge(records: Sequence[DayRecord], baselines: Mapping[str, Baseline]) -> No
         for record, score in zip(days, score_days(baseline, [d.features for d in days]), strict=True):
             flags = [flag for _, result in record.events for flag in result.flags]
             record.score = score
+            record.baseline = baseline
             record.risk = day_risk(score, flags)
             record.alert = score.baseline_alert or rule_risk(flags) > 0
             if record.alert:
@@ -121,8 +126,9 @@ def judge(records: Sequence[DayRecord], baselines: Mapping[str, Baseline]) -> No
                 record.reasons = reasons(score, flags, role_label=label)
 
 
-def _alert_time(record: DayRecord, baseline: Baseline | None) -> dt.datetime:
+def _alert_time(record: DayRecord) -> dt.datetime:
     """When the day first crossed the line: the first event after which it would have alerted."""
+    baseline = record.baseline
     history = history_before(record.past, record.day)
     for index in range(len(record.events)):
         prefix = record.events[: index + 1]
@@ -202,6 +208,7 @@ def evaluate(
     zone: ZoneInfo,
     train_days: int,
     budget: int,
+    window_days: int,
     seed: int = 0,
 ) -> Report:
     started = time.perf_counter()
@@ -216,14 +223,31 @@ def evaluate(
         raise ValueError("The dataset holds no accesses.")
     first_day = min(r.day for r in records)
     split = first_day + dt.timedelta(days=train_days)
-    training = [r for r in records if r.day < split]
     scored = [r for r in records if r.day >= split]
-    baselines = train_baselines(
-        [(r.role, r.username, r.features) for r in training if not r.labels], budget=budget, seed=seed
-    )
-    trained = time.perf_counter()
-    judge(scored, baselines)
-    judged = time.perf_counter()
+    # As in production: the baselines are retrained every week on the trailing window, leaving out the
+    # days of incidents the privacy office confirmed (labelled days that were alerted: an incident
+    # nobody caught stays in the training days, as it would). Days before the first window only give
+    # the window's days their 30-day context.
+    first_baselines: dict[str, int] = {}
+    seconds_train = seconds_score = 0.0
+    week = split
+    while week <= max(r.day for r in records):
+        started_week = time.perf_counter()
+        window = [
+            r
+            for r in records
+            if week - dt.timedelta(days=min(train_days, window_days)) <= r.day < week
+            and not (r.labels and (r.day < split or r.alert))
+        ]
+        baselines = train_baselines(
+            [(r.role, r.username, r.features) for r in window], budget=budget, seed=seed
+        )
+        first_baselines = first_baselines or {role: b.samples for role, b in baselines.items()}
+        trained_week = time.perf_counter()
+        judge([r for r in scored if week <= r.day < week + dt.timedelta(days=7)], baselines)
+        seconds_train += trained_week - started_week
+        seconds_score += time.perf_counter() - trained_week
+        week += dt.timedelta(days=7)
 
     kinds = {str(s["id"]): str(s["kind"]) for s in meta.get("scenarios", ())}
     results = {kind: ScenarioResult(kind) for kind in sorted(set(kinds.values()))}
@@ -245,7 +269,7 @@ def evaluate(
                 continue
             kind = kinds[scenario_id]
             if when is None:
-                when = _alert_time(record, baseline_for(baselines, record.role))
+                when = _alert_time(record)
             named = bool(codes & SCENARIO_REASONS.get(kind, frozenset()))
             earlier = detected.get(scenario_id)
             if earlier is None or when < earlier[0]:
@@ -260,18 +284,39 @@ def evaluate(
     risks = [r.risk + (r.score.combined if r.score else 0.0) / 100 for r in active]
     pr_auc = float(average_precision_score(labels, risks)) if any(labels) and not all(labels) else math.nan
     alerts = [r for r in scored if r.alert]
+    # An alert on a scenario's user from its start until a week after its end is about that incident
+    # (carried-over context, the same behaviour the next day): neither a false alert nor a new finding.
+    windows = _incident_windows(meta)
+    false_alerts = [r for r in alerts if not r.labels and not _within(windows, r.username, r.day)]
     return Report(
         train_days=train_days,
         eval_user_days=len(active),
         eval_days=len({r.day for r in scored}),
         alerts=len(alerts),
-        false_alerts=sum(1 for r in alerts if not r.labels),
+        false_alerts=len(false_alerts),
         pr_auc=pr_auc,
         scenarios=results,
-        baselines={role: b.samples for role, b in baselines.items()},
+        baselines=first_baselines,
         budget=budget,
         seconds_replay=replayed - started,
-        seconds_train=trained - replayed,
-        seconds_score=judged - trained,
+        seconds_train=seconds_train,
+        seconds_score=seconds_score,
         accesses=len(listed),
     )
+
+
+def _incident_windows(meta: Mapping[str, Any]) -> dict[str, list[tuple[dt.date, dt.date]]]:
+    windows: dict[str, list[tuple[dt.date, dt.date]]] = defaultdict(list)
+    for scenario in meta.get("scenarios", ()):
+        try:
+            start = dt.datetime.fromisoformat(str(scenario["start"])).date()
+            end = dt.datetime.fromisoformat(str(scenario["end"])).date() + dt.timedelta(days=7)
+        except (KeyError, ValueError):
+            continue
+        for username in scenario.get("users", ()):
+            windows[str(username)].append((start, end))
+    return windows
+
+
+def _within(windows: Mapping[str, list[tuple[dt.date, dt.date]]], username: str, day: dt.date) -> bool:
+    return any(start <= day <= end for start, end in windows.get(username, ()))

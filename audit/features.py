@@ -20,7 +20,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from audit.accesses import Access
-from audit.relations import NONE, RECENT, UNIT, Relations
+from audit.relations import NONE, RECENT, UNIT, PatientFacts, Relations, StaffFacts
 
 # A user's context: this many days back. Slow exfiltration is counted over the last week and month.
 CONTEXT_DAYS: Final = 30
@@ -36,6 +36,8 @@ REPHRASE_MINUTES: Final = 15
 REPHRASE_OVERLAP: Final = 0.3
 # Two devices used by one account within this many minutes: a second person, or a forgotten session.
 CONCURRENT_MINUTES: Final = 30
+# A department head's relationship reaches every patient the department has had within this many days.
+HEAD_REACH_DAYS: Final = 365
 # A surname held by more than this share of patients says little on its own (Smith, Garcia).
 COMMON_SURNAME_SHARE: Final = 0.004
 # Patients several users pulled without a care relationship, within the last week: another user counts
@@ -45,7 +47,8 @@ GROUP_MIN_SHARED: Final = 3
 # The language of lookups aimed at a person rather than at care: names, homes, phone numbers.
 _LOOKUP_WORDS: Final = re.compile(
     r"\b(address(es)?|home|lives?|living|phone|telephone|mobile|e-?mail|contact|next of kin|named?|"
-    r"called|surname|family name|date of birth|dob|national id|mrn|who is|where does)\b",
+    r"called|surname|family name|date of birth|dob|national id|id number|identity|passport|ssn|mrn|"
+    r"unmask(ed)?|digits|who is|where does)\b",
     re.IGNORECASE,
 )
 _TOKEN: Final = re.compile(r"[a-z0-9]+")
@@ -72,6 +75,8 @@ DAY_FEATURES: Final[tuple[str, ...]] = (
     "new_tables",
     "new_columns",
     "rare_hour_events",
+    "rare_hour_unrelated",
+    "rare_hour_lookups",
     "night_events",
     "new_devices",
     "devices",
@@ -86,6 +91,7 @@ DAY_FEATURES: Final[tuple[str, ...]] = (
     "volume_vs_own",
     "unrelated_vs_own",
     "relationship_flags",
+    "relatives",
 )
 
 
@@ -95,7 +101,9 @@ class Flag:
 
     code: str  # self, family_address, family_surname, coworker, vip, deceased
     subject_id: int
-    silenced: bool  # the user was on the care team, or the patient was in their department, at the time
+    # Some relationship explains the access: the care team, a stay in the user's department now or
+    # within RECENT_DAYS. Only flags without any relationship raise alerts on their own.
+    silenced: bool
 
 
 @dataclasses.dataclass(slots=True)
@@ -122,7 +130,7 @@ class History:
     tables: set[str] = dataclasses.field(default_factory=set)
     columns: set[str] = dataclasses.field(default_factory=set)
     devices: set[str] = dataclasses.field(default_factory=set)
-    hour_days: Counter[int] = dataclasses.field(default_factory=Counter)  # hour of week -> active days
+    hour_days: Counter[int] = dataclasses.field(default_factory=Counter)  # hour of day -> active days
     active_days: int = 0
 
     @classmethod
@@ -134,7 +142,9 @@ class History:
             history.tables.update(seen.get("tables", ()))
             history.columns.update(seen.get("columns", ()))
             history.devices.update(seen.get("devices", ()))
-            history.hour_days.update(int(hour) for hour in seen.get("hours", ()))
+            # Days, not weekdays: with a month of history a weekday is seen four times, too few to say
+            # that a day worker's first Sunday is out of pattern.
+            history.hour_days.update({int(hour) % 24 for hour in seen.get("hours", ())})
             if summary.features.get("queries", 0) > 0:
                 history.active_days += 1
         return history
@@ -146,7 +156,8 @@ class History:
         """Outside the user's own pattern: the hour and its neighbours are almost never worked."""
         if not self.warm():
             return False
-        around = sum(self.hour_days[(hour_of_week + shift) % 168] for shift in (-1, 0, 1))
+        hour = hour_of_week % 24
+        around = sum(self.hour_days[(hour + shift) % 24] for shift in (-1, 0, 1))
         return around < max(1.0, RARE_HOUR_SHARE * 3 * self.active_days)
 
     def unrelated_since(self, day: dt.date, days: int) -> set[int]:
@@ -171,6 +182,14 @@ def hour_of_week(at: dt.datetime, zone: ZoneInfo) -> int:
 
 def local_day(at: dt.datetime, zone: ZoneInfo) -> dt.date:
     return at.astimezone(zone).date()
+
+
+_VERSION: Final = re.compile(r"\d+(?:[._]\d+)*")
+
+
+def device_of(access: Access) -> str:
+    """The workstation and browser, without version numbers: a fleet's browser update is no new device."""
+    return f"{access.client_addr}|{_VERSION.sub('', access.user_agent)}"
 
 
 def _tokens(text: str) -> set[str]:
@@ -204,7 +223,7 @@ class FeatureContext:
         patient = self.relations.patients.get(subject_id)
         if patient is None:
             return []
-        silenced = relation >= UNIT
+        silenced = relation >= RECENT
         found: list[Flag] = []
         member = self.relations.staff.get(access.staff_id) if access.staff_id is not None else None
         if access.staff_id is not None and patient.staff_id == access.staff_id:
@@ -229,6 +248,14 @@ class FeatureContext:
         return found
 
 
+def _related(member: StaffFacts, patient: PatientFacts | None) -> bool:
+    """Same surname (however common) or same address: a relative, perhaps."""
+    if patient is None or (patient.staff_id is not None and patient.family_name == member.family_name):
+        return False  # a colleague who is a patient is the coworker flag's matter
+    same_name = bool(member.family_name) and patient.family_name == member.family_name
+    return same_name or (bool(member.address) and patient.address == member.address)
+
+
 def event_features(
     access: Access, context: FeatureContext, history: History, earlier: Sequence[tuple[Access, EventResult]]
 ) -> EventResult:
@@ -238,11 +265,21 @@ def event_features(
     at = (access.as_of or access.at).timestamp()
     unrelated: list[int] = []
     recent = 0
+    relatives = 0
     flags: list[Flag] = []
     departments: set[str] = set()
     clinical = access.role in ("clinician", "nurse", "department_head")
+    member = relations.staff.get(access.staff_id) if access.staff_id is not None else None
     for subject_id in access.patients:
         relation = relations.relation(access.staff_id, access.department, subject_id, at)
+        head = access.role == "department_head" and bool(access.department)
+        # A head of department answers for every patient the department has had this year.
+        if (
+            relation == NONE
+            and head
+            and relations.stayed_in(subject_id, access.department, at, HEAD_REACH_DAYS)
+        ):
+            relation = RECENT
         departments.update(relations.departments_of(subject_id, at))
         # Researchers see pseudonyms and administrators counts: care relationships are a clinical matter.
         if clinical:
@@ -251,14 +288,20 @@ def event_features(
             elif relation == RECENT:
                 recent += 1
             flags.extend(context.flags(access, subject_id, relation, at))
+            if (
+                relation < UNIT
+                and member is not None
+                and _related(member, relations.patients.get(subject_id))
+            ):
+                relatives += 1
     outside_cohort = 0
     prefixes = context.cohorts.get(access.project)
     if access.role == "researcher" and prefixes:
         outside_cohort = sum(1 for s in access.patients if not relations.in_cohort(s, prefixes))
-    device = f"{access.client_addr}|{access.user_agent}"
-    devices_today = {f"{a.client_addr}|{a.user_agent}" for a, _ in earlier if a.client_addr or a.user_agent}
+    device = device_of(access)
+    devices_today = {device_of(a) for a, _ in earlier if a.client_addr or a.user_agent}
     concurrent = any(
-        f"{a.client_addr}|{a.user_agent}" != device
+        device_of(a) != device
         and (a.client_addr or a.user_agent)
         and (access.at - a.at).total_seconds() <= CONCURRENT_MINUTES * 60
         for a, _ in earlier
@@ -268,13 +311,17 @@ def event_features(
         for before, result in reversed(earlier):
             if (access.at - before.at).total_seconds() > REPHRASE_MINUTES * 60:
                 break
-            refused = before.status == "denied" or result.features.get("masked_answer", 0.0) > 0
+            refused = (
+                before.status in ("denied", "abstained") or result.features.get("masked_answer", 0.0) > 0
+            )
             if refused and before.question and _similar(before.question, access.question):
                 rephrase = True
                 break
     hour = hour_of_week(access.at, context.zone)
     local_hour = hour % 24
     question = access.kind in ("question", "export")
+    rare = question and history.rare_hour(hour)
+    lookup = question and bool(_LOOKUP_WORDS.search(access.question or ""))
     features = {
         "question": 1.0 if question else 0.0,
         "patients": float(max(len(access.patients), access.patients_count)),
@@ -288,7 +335,10 @@ def event_features(
         "departments": float(len(departments - {access.department} if access.department else departments)),
         "new_tables": float(len(set(access.tables) - history.tables)) if history.warm() else 0.0,
         "new_columns": float(len(set(access.columns) - history.columns)) if history.warm() else 0.0,
-        "rare_hour": 1.0 if question and history.rare_hour(hour) else 0.0,
+        "rare_hour": 1.0 if rare else 0.0,
+        "rare_hour_unrelated": float(len(unrelated)) if rare else 0.0,
+        "rare_hour_lookups": 1.0 if rare and lookup else 0.0,
+        "relatives": float(relatives),
         "night": 1.0 if question and local_hour < 6 else 0.0,
         "new_device": 1.0
         if history.warm()
@@ -297,7 +347,7 @@ def event_features(
         and device not in devices_today
         else 0.0,
         "concurrent_device": 1.0 if concurrent else 0.0,
-        "lookup": 1.0 if question and _LOOKUP_WORDS.search(access.question or "") else 0.0,
+        "lookup": 1.0 if lookup else 0.0,
         "rephrase": 1.0 if rephrase else 0.0,
         "breakglass": 1.0 if access.breakglass and question else 0.0,
         "out_of_cohort": float(outside_cohort),
@@ -322,9 +372,13 @@ def day_features(
     unrelated_today = {p for _, result in events for p in result.unrelated}
     patients_today = {p for access, _ in events for p in access.patients}
     patients = float(max(len(patients_today), max((f["patients"] for f in questions), default=0.0)))
-    devices = {f"{a.client_addr}|{a.user_agent}" for a, _ in events if a.client_addr or a.user_agent}
-    unrelated_week = history.unrelated_since(day, WEEK_DAYS) | unrelated_today
-    unrelated_month = history.unrelated_since(day, CONTEXT_DAYS) | unrelated_today
+    devices = {device_of(a) for a, _ in events if a.client_addr or a.user_agent}
+    # Counted on days that add to them only: a day without unrelated patients must not inherit the
+    # alert of an earlier one (the earlier day was already scored on them).
+    unrelated_week = history.unrelated_since(day, WEEK_DAYS) | unrelated_today if unrelated_today else set()
+    unrelated_month = (
+        history.unrelated_since(day, CONTEXT_DAYS) | unrelated_today if unrelated_today else set()
+    )
     own_patients = history.median("patients")
     own_unrelated = history.median("unrelated")
     flags = {
@@ -347,6 +401,8 @@ def day_features(
         "new_tables": total("new_tables"),
         "new_columns": total("new_columns"),
         "rare_hour_events": total("rare_hour"),
+        "rare_hour_unrelated": total("rare_hour_unrelated"),
+        "rare_hour_lookups": total("rare_hour_lookups"),
         "night_events": total("night"),
         "new_devices": total("new_device"),
         "devices": float(len(devices)),
@@ -362,6 +418,7 @@ def day_features(
         "volume_vs_own": patients / own_patients if history.warm() and own_patients else 1.0,
         "unrelated_vs_own": (len(unrelated_today) + 1) / (own_unrelated + 1) if history.warm() else 1.0,
         "relationship_flags": float(len(flags)),
+        "relatives": total("relatives"),
     }
     hours = sorted({int(f["hour_of_week"]) for f in questions})
     seen = {
@@ -460,3 +517,9 @@ def read_day(
         features, seen = day_features(day, events, history, others)
         read.append(DayRead(username, events, features, seen))
     return read
+
+
+def day_role(events: Sequence[tuple[Access, EventResult]]) -> str:
+    """The role the user acted in that day: failed sign-ins carry none."""
+    roles = Counter(access.role for access, _ in events if access.role)
+    return roles.most_common(1)[0][0] if roles else ""

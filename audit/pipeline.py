@@ -43,6 +43,7 @@ from audit.features import (
     EventResult,
     FeatureContext,
     GroupIndex,
+    day_role,
     local_day,
     read_day,
 )
@@ -170,9 +171,9 @@ def baseline_train(
     )
     rows = [
         (role, username, features)
-        for role, username, day, features in UserDay.objects.filter(day__range=(start, end)).values_list(
-            "role", "username", "day", "features"
-        )
+        for role, username, day, features in UserDay.objects.filter(day__range=(start, end))
+        .order_by("day", "username")
+        .values_list("role", "username", "day", "features")
         if (username, day) not in incidents and isinstance(features, dict)
     ]
     baselines = train_baselines(rows, budget=int(settings.AUDIT_ALERT_BUDGET), seed=seed)
@@ -306,7 +307,7 @@ def _store_day(
     report: ScoringReport,
 ) -> None:
     last = results[-1][0]
-    role = last.role
+    role = day_role(results)
     baseline = baseline_for(baselines, role)
     score = score_days(baseline, [features])[0]
     flags = [flag for _, result in results for flag in result.flags]
@@ -351,7 +352,9 @@ def _store_day(
 def _linked(
     results: Sequence[tuple[Access, EventResult]], reasons_found: Sequence[Mapping[str, Any]]
 ) -> list[int]:
-    flagged = {reason.get("patient") for reason in reasons_found if reason.get("kind") == "rule"}
+    flagged = {
+        p for reason in reasons_found if reason.get("kind") == "rule" for p in reason.get("patients", ())
+    }
     sources = {_EVENT_SOURCES.get(str(reason["code"])) for reason in reasons_found} - {None}
     linked = [
         access.seq

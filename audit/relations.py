@@ -115,6 +115,11 @@ class Relations:
             index -= 1
         return best
 
+    def stayed_in(self, subject_id: int, department: str, at: float, days: int) -> bool:
+        """Whether the patient had a stay in the department that ended within `days` before `at`."""
+        intervals = self.stays.get(subject_id, {}).get(department, ())
+        return any(start <= at + DAY and end >= at - days * DAY for start, end in intervals)
+
     def departments_of(self, subject_id: int, at: float) -> set[str]:
         """The departments the patient was in within RECENT_DAYS before `at` (their care context)."""
         found: set[str] = set()
@@ -179,21 +184,25 @@ def load_relations(target: WarehouseTarget | None = None) -> Relations:
             )
     stays: dict[int, dict[str, list[tuple[float, float]]]] = {}
 
-    def add_stay(subject: object, department: str, start: object, end: object) -> None:
+    def add_stay(subject: object, department: str, start: object, end: object, *, open_for: float) -> None:
         begin = epoch(start)
         if not department or begin is None:
             return
         finish = epoch(end)
+        if finish is None and open_for < float("inf"):
+            finish = begin + open_for
         stays.setdefault(int(str(subject)), {}).setdefault(department, []).append(
             (begin, float("inf") if finish is None else finish)
         )
 
     for subject, unit, start, end in rows("SELECT subject_id, careunit, intime, outtime FROM transfers"):
-        add_stay(subject, unit_department.get(str(unit), ""), start, end)
+        add_stay(subject, unit_department.get(str(unit), ""), start, end, open_for=float("inf"))
     for subject, department_id, start, end in rows(
         "SELECT subject_id, department_id, starttime, endtime FROM visits"
     ):
-        add_stay(subject, departments.get(department_id, ""), start, end)
+        # A visit without an end is a no-show or an attendance never closed, not a stay that goes on:
+        # it counts for the day it began.
+        add_stay(subject, departments.get(department_id, ""), start, end, open_for=DAY)
     for by_department in stays.values():
         for intervals in by_department.values():
             intervals.sort()

@@ -50,3 +50,20 @@ def checkpoint_task() -> dict[str, Any]:
     if made is None:
         return {"checkpoint": None}
     return {"checkpoint": made.pk, "seq_from": made.seq_from, "seq_to": made.seq_to}
+
+
+# No automatic retry: a retry after the notices were made would send the report twice; a failed run
+# shows in the worker log and is re-run by hand. Ten minutes bounds a report over a very large week.
+@shared_task(name="audit.weekly_report", time_limit=600)
+def weekly_report_task(week_start: str | None = None) -> dict[str, Any]:
+    """Send last week's report (or the week of `week_start`, YYYY-MM-DD) to the privacy office."""
+    import datetime as dt
+
+    from audit.reports import weekly_report_send
+
+    delivery = weekly_report_send(week_start=dt.date.fromisoformat(week_start) if week_start else None)
+    return {
+        "week_start": delivery.report.week_start.isoformat(),
+        "recipients": delivery.recipients,
+        "mailed": delivery.mailed,
+    }

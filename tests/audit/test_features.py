@@ -281,7 +281,7 @@ def test_small_roles_fall_back_to_the_pooled_baseline_and_nothing_to_rules_only(
     days += [("administrator", "boss", _normal_day(rng)) for _ in range(20)]
     baselines = train_baselines(days, budget=5)
     assert sorted(baselines) == ["*", "nurse"]
-    assert train_baselines(days[:50], budget=5) == {}
+    assert train_baselines(days[:40], budget=5) == {}
 
 
 def test_a_stored_baseline_is_refused_when_its_bytes_were_changed() -> None:

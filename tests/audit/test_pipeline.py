@@ -187,7 +187,9 @@ def test_a_vip_record_opened_without_care_raises_an_alert_that_says_why_and_noti
     notice = Notification.objects.get(user=people["sec.ito"], subject__startswith="Access alert")
     assert notice.subject.startswith("Access alert: dr.okafor on ")
     assert [m.to for m in mail.outbox if m.subject == notice.subject] == [["sec.ito@demo-hospital.example"]]
-    assert str(alert.reasons[0]["patient"]) not in notice.body  # no patient in a notice that leaves by mail
+    assert (
+        str(alert.reasons[0]["patients"][0]) not in notice.body
+    )  # no patient in a notice that leaves by mail
 
 
 def test_scoring_the_same_events_again_changes_nothing(

@@ -35,7 +35,10 @@ def _broken(*args: str) -> str:
 
 
 def test_an_empty_store_is_intact() -> None:
-    assert _verify() == "Audit chain intact: 0 events (the store is empty).\nCheckpoints: no signed checkpoints yet."
+    assert (
+        _verify()
+        == "Audit chain intact: 0 events (the store is empty).\nCheckpoints: no signed checkpoints yet."
+    )
 
 
 def test_an_untouched_chain_is_intact(record_questions) -> None:

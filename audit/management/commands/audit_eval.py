@@ -60,6 +60,7 @@ class Command(BaseCommand):
                 zone=ZoneInfo(settings.TIME_ZONE),
                 train_days=train_days,
                 budget=budget,
+                window_days=int(settings.AUDIT_TRAINING_DAYS),
                 seed=options["seed"],
             )
         except (ValueError, KeyError) as error:

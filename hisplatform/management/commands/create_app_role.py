@@ -18,9 +18,9 @@ class Command(BaseCommand):
         "(no superuser, createdb, createrole, inherit, memberships), owning nothing, with SELECT, INSERT, "
         "UPDATE, DELETE on the application's tables and USAGE, SELECT, UPDATE on its sequences, except "
         "audit_event and audit_checkpoint (SELECT, INSERT), audit_chain_head (SELECT, INSERT, UPDATE) and "
-        "django_migrations (SELECT). Connects with DATABASE_URL as the owner that ran `migrate`. Run it again after every "
-        "migrate (idempotent): tables created since are granted only then. Point the web and worker "
-        "processes' DATABASE_URL at this role. PostgreSQL only."
+        "django_migrations (SELECT). Connects with DATABASE_URL as the owner that ran `migrate`. Run it "
+        "again after every migrate (idempotent): tables created since are granted only then. Point the web "
+        "and worker processes' DATABASE_URL at this role. PostgreSQL only."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
