@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 import re
 import statistics
@@ -111,6 +112,7 @@ class EventResult:
     features: dict[str, float]
     flags: list[Flag]
     unrelated: list[int]  # patients with no care relationship at the time
+    device: str = ""  # device_of(access), "" when the access carries neither address nor browser
 
 
 @dataclasses.dataclass(slots=True)
@@ -132,21 +134,23 @@ class History:
     devices: set[str] = dataclasses.field(default_factory=set)
     hour_days: Counter[int] = dataclasses.field(default_factory=Counter)  # hour of day -> active days
     active_days: int = 0
+    _rare: tuple[bool, ...] = ()  # per hour of day, computed once
 
     @classmethod
     def of(cls, days: Iterable[DaySummary]) -> History:
         ordered = sorted(days, key=lambda summary: summary.day)
-        history = cls(days=ordered)
-        for summary in ordered:
-            seen = summary.seen
-            history.tables.update(seen.get("tables", ()))
-            history.columns.update(seen.get("columns", ()))
-            history.devices.update(seen.get("devices", ()))
+        seen = [summary.seen for summary in ordered]
+        history = cls(
+            days=ordered,
+            tables=set().union(*(day.get("tables", ()) for day in seen)),
+            columns=set().union(*(day.get("columns", ()) for day in seen)),
+            devices=set().union(*(day.get("devices", ()) for day in seen)),
+            active_days=sum(1 for summary in ordered if summary.features.get("queries", 0) > 0),
+        )
+        for day in seen:
             # Days, not weekdays: with a month of history a weekday is seen four times, too few to say
             # that a day worker's first Sunday is out of pattern.
-            history.hour_days.update({int(hour) % 24 for hour in seen.get("hours", ())})
-            if summary.features.get("queries", 0) > 0:
-                history.active_days += 1
+            history.hour_days.update({int(hour) % 24 for hour in day.get("hours", ())})
         return history
 
     def warm(self) -> bool:
@@ -156,9 +160,12 @@ class History:
         """Outside the user's own pattern: the hour and its neighbours are almost never worked."""
         if not self.warm():
             return False
-        hour = hour_of_week % 24
-        around = sum(self.hour_days[(hour + shift) % 24] for shift in (-1, 0, 1))
-        return around < max(1.0, RARE_HOUR_SHARE * 3 * self.active_days)
+        if not self._rare:
+            least = max(1.0, RARE_HOUR_SHARE * 3 * self.active_days)
+            self._rare = tuple(
+                sum(self.hour_days[(hour + shift) % 24] for shift in (-1, 0, 1)) < least for hour in range(24)
+            )
+        return self._rare[hour_of_week % 24]
 
     def unrelated_since(self, day: dt.date, days: int) -> set[int]:
         first = day - dt.timedelta(days=days - 1)
@@ -189,7 +196,12 @@ _VERSION: Final = re.compile(r"\d+(?:[._]\d+)*")
 
 def device_of(access: Access) -> str:
     """The workstation and browser, without version numbers: a fleet's browser update is no new device."""
-    return f"{access.client_addr}|{_VERSION.sub('', access.user_agent)}"
+    return f"{access.client_addr}|{_browser(access.user_agent)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _browser(user_agent: str) -> str:
+    return _VERSION.sub("", user_agent)
 
 
 def _tokens(text: str) -> set[str]:
@@ -218,6 +230,55 @@ class FeatureContext:
         surnames = Counter(facts.family_name for facts in relations.patients.values() if facts.family_name)
         limit = max(2, int(COMMON_SURNAME_SHARE * max(1, len(relations.patients))))
         self.common_surnames = {name for name, count in surnames.items() if count > limit}
+        self._cohort_members: dict[str, frozenset[int]] = {}
+        # Patients any flag could concern whoever looks: protected, employed here, deceased.
+        self._special = frozenset(
+            subject
+            for subject, facts in relations.patients.items()
+            if facts.vip or facts.employee or facts.staff_id is not None or facts.died_at is not None
+        )
+        self._relatives: dict[int, frozenset[int]] = {}
+        self._departments: dict[tuple[int, int], frozenset[str]] = {}
+
+    def relatives_of(self, staff_id: int | None) -> frozenset[int]:
+        """Patients sharing the member of staff's surname (however common) or address."""
+        if staff_id is None:
+            return frozenset()
+        found = self._relatives.get(staff_id)
+        if found is None:
+            member = self.relations.staff.get(staff_id)
+            found = frozenset(
+                subject
+                for subject, facts in self.relations.patients.items()
+                if member is not None and _related(member, facts)
+            )
+            self._relatives[staff_id] = found
+        return found
+
+    def may_flag(self, subject_id: int, relatives: frozenset[int]) -> bool:
+        return subject_id in self._special or subject_id in relatives
+
+    def outside_cohort(self, project: str, patients: Iterable[int]) -> int:
+        """How many of the patients fall outside the project's approved cohort (0 without a cohort)."""
+        prefixes = self.cohorts.get(project)
+        if not prefixes:
+            return 0
+        members = self._cohort_members.get(project)
+        if members is None:
+            relations = self.relations
+            members = frozenset(s for s in relations.patients if relations.in_cohort(s, prefixes))
+            self._cohort_members[project] = members
+        return sum(1 for subject_id in patients if subject_id not in members)
+
+    def departments_of(self, subject_id: int, at: float) -> frozenset[str]:
+        """The patient's departments around `at`, remembered per patient and day (asked once per access)."""
+        key = (subject_id, int(at // 86_400))
+        found = self._departments.get(key)
+        if found is None:
+            if len(self._departments) > 500_000:
+                self._departments.clear()
+            found = self._departments[key] = frozenset(self.relations.departments_of(subject_id, at))
+        return found
 
     def flags(self, access: Access, subject_id: int, relation: int, at: float) -> list[Flag]:
         patient = self.relations.patients.get(subject_id)
@@ -269,10 +330,10 @@ def event_features(
     flags: list[Flag] = []
     departments: set[str] = set()
     clinical = access.role in ("clinician", "nurse", "department_head")
-    member = relations.staff.get(access.staff_id) if access.staff_id is not None else None
+    kin = context.relatives_of(access.staff_id) if clinical else frozenset()
+    head = access.role == "department_head" and bool(access.department)
     for subject_id in access.patients:
         relation = relations.relation(access.staff_id, access.department, subject_id, at)
-        head = access.role == "department_head" and bool(access.department)
         # A head of department answers for every patient the department has had this year.
         if (
             relation == NONE
@@ -280,32 +341,29 @@ def event_features(
             and relations.stayed_in(subject_id, access.department, at, HEAD_REACH_DAYS)
         ):
             relation = RECENT
-        departments.update(relations.departments_of(subject_id, at))
+        departments.update(context.departments_of(subject_id, at))
         # Researchers see pseudonyms and administrators counts: care relationships are a clinical matter.
         if clinical:
             if relation == NONE:
                 unrelated.append(subject_id)
             elif relation == RECENT:
                 recent += 1
-            flags.extend(context.flags(access, subject_id, relation, at))
-            if (
-                relation < UNIT
-                and member is not None
-                and _related(member, relations.patients.get(subject_id))
-            ):
+            if context.may_flag(subject_id, kin):
+                flags.extend(context.flags(access, subject_id, relation, at))
+            if relation < UNIT and subject_id in kin:
                 relatives += 1
-    outside_cohort = 0
-    prefixes = context.cohorts.get(access.project)
-    if access.role == "researcher" and prefixes:
-        outside_cohort = sum(1 for s in access.patients if not relations.in_cohort(s, prefixes))
-    device = device_of(access)
-    devices_today = {device_of(a) for a, _ in earlier if a.client_addr or a.user_agent}
-    concurrent = any(
-        device_of(a) != device
-        and (a.client_addr or a.user_agent)
-        and (access.at - a.at).total_seconds() <= CONCURRENT_MINUTES * 60
-        for a, _ in earlier
+    outside_cohort = (
+        context.outside_cohort(access.project, access.patients) if access.role == "researcher" else 0
     )
+    device = device_of(access) if access.client_addr or access.user_agent else ""
+    devices_today = {result.device for _, result in earlier if result.device}
+    concurrent = False
+    for before, result in reversed(earlier):
+        if (access.at - before.at).total_seconds() > CONCURRENT_MINUTES * 60:
+            break
+        if device and result.device and result.device != device:
+            concurrent = True
+            break
     rephrase = False
     if access.question:
         for before, result in reversed(earlier):
@@ -341,10 +399,7 @@ def event_features(
         "relatives": float(relatives),
         "night": 1.0 if question and local_hour < 6 else 0.0,
         "new_device": 1.0
-        if history.warm()
-        and (access.client_addr or access.user_agent)
-        and device not in history.devices
-        and device not in devices_today
+        if history.warm() and device and device not in history.devices and device not in devices_today
         else 0.0,
         "concurrent_device": 1.0 if concurrent else 0.0,
         "lookup": 1.0 if lookup else 0.0,
@@ -353,7 +408,7 @@ def event_features(
         "out_of_cohort": float(outside_cohort),
         "hour_of_week": float(hour),
     }
-    return EventResult(features=features, flags=flags, unrelated=unrelated)
+    return EventResult(features=features, flags=flags, unrelated=unrelated, device=device)
 
 
 def day_features(
@@ -366,13 +421,18 @@ def day_features(
     feats = [result.features for _, result in events]
     questions = [f for f in feats if f["question"]]
 
+    totals: dict[str, float] = {}
+    for f in feats:
+        for name, value in f.items():
+            totals[name] = totals.get(name, 0.0) + value
+
     def total(name: str) -> float:
-        return float(sum(f[name] for f in feats))
+        return totals.get(name, 0.0)
 
     unrelated_today = {p for _, result in events for p in result.unrelated}
     patients_today = {p for access, _ in events for p in access.patients}
     patients = float(max(len(patients_today), max((f["patients"] for f in questions), default=0.0)))
-    devices = {device_of(a) for a, _ in events if a.client_addr or a.user_agent}
+    devices = {result.device for _, result in events if result.device}
     # Counted on days that add to them only: a day without unrelated patients must not inherit the
     # alert of an earlier one (the earlier day was already scored on them).
     unrelated_week = history.unrelated_since(day, WEEK_DAYS) | unrelated_today if unrelated_today else set()

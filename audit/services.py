@@ -110,14 +110,28 @@ def audit_record(entry: AuditEntry) -> AuditEvent:
     append lock is held until the outer commit, so record late in the transaction. If the outer
     transaction rolls back, so does the event. On PostgreSQL the transaction must be READ COMMITTED
     (Django's default): under REPEATABLE READ a concurrent append makes the head lock fail with a
-    serialization error.
+    serialization error. Outside any transaction, the event is appended together with those of
+    concurrent requests in this process (audit.appender, AUDIT_GROUP_COMMIT): it is stored when this
+    returns, as always, but shares its disk flush.
     """
-    return audit_record_many(entries=[entry])[0]
+    prepared = _prepare(entry)
+    if settings.AUDIT_GROUP_COMMIT and not connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        from audit.appender import append_grouped
+
+        event = append_grouped(prepared)
+        if settings.AUDIT_SCORE_ON_COMMIT:
+            _queue_scoring([event.seq])  # here, not in the appender: scoring must never hold up appends
+        return event
+    return append_prepared([prepared])[0]
 
 
 def audit_record_many(*, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
     """Append several events in order, under one lock and one commit: the bulk path (imports, benchmarks)."""
-    prepared = [_prepare(entry) for entry in entries]
+    return append_prepared([_prepare(entry) for entry in entries])
+
+
+def append_prepared(prepared: list[dict[str, Any]], *, queue_scoring: bool = True) -> list[AuditEvent]:
+    """Append checked, cleaned events (`_prepare`'s output) in order, under one lock and one commit."""
     if not prepared:
         return []
     connection = connections[DEFAULT_DB_ALIAS]
@@ -125,7 +139,7 @@ def audit_record_many(*, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
         with transaction.atomic(using=connection.alias):
             head = _lock_head(connection)
             events = _append(connection, head, prepared)
-            if settings.AUDIT_SCORE_ON_COMMIT:
+            if settings.AUDIT_SCORE_ON_COMMIT and queue_scoring:
                 seqs = [event.seq for event in events]
                 # After the outermost commit: an event the caller rolls back is never scored.
                 transaction.on_commit(lambda: _queue_scoring(seqs), using=connection.alias)

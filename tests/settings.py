@@ -27,3 +27,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Scoring on commit reads the warehouse for every recorded event; the tests of the scoring pipeline
 # switch it on, the rest of the suite records events without waiting for it.
 AUDIT_SCORE_ON_COMMIT = False
+# The group-commit appender keeps a connection in a thread of its own; its tests switch it on and stop
+# it afterwards, so that no connection outlives the test database.
+AUDIT_GROUP_COMMIT = False

@@ -8,14 +8,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
 
+from audit.appender import stop_appender
 from audit.chain import verify_chain
 from audit.models import AuditEvent, EventKind, EventStatus
 from audit.services import AuditEntry, audit_record, audit_record_many
@@ -79,6 +81,56 @@ def test_threads_appending_at_once_make_one_contiguous_chain() -> None:
     assert (report.intact, report.events) == (True, WRITERS * EVENTS_EACH)
 
 
+@pytest.fixture
+def group_commit(settings: Any) -> Iterator[None]:
+    settings.AUDIT_GROUP_COMMIT = True
+    try:
+        yield
+    finally:
+        stop_appender()
+
+
+@needs_file_database
+@pytest.mark.django_db(transaction=True)
+def test_requests_outside_transactions_share_appends_and_keep_one_chain(group_commit: None) -> None:
+    def append(writer: int) -> None:
+        for n in range(EVENTS_EACH):
+            event = audit_record(
+                user=None,
+                kind=EventKind.QUESTION,
+                status=EventStatus.ANSWERED,
+                username=f"w{writer}",
+                message=str(n),
+            )
+            stored = AuditEvent.objects.get(seq=event.seq)  # stored when audit_record returns
+            assert (stored.username, stored.message, stored.hash) == (f"w{writer}", str(n), event.hash)
+
+    assert _in_threads(append, WRITERS) == []
+    rows = list(AuditEvent.objects.order_by("seq").values_list("seq", "username", "message", "occurred_at"))
+    assert [seq for seq, _, _, _ in rows] == list(range(1, WRITERS * EVENTS_EACH + 1))
+    for writer in range(WRITERS):
+        assert [int(m) for _, user, m, _ in rows if user == f"w{writer}"] == list(range(EVENTS_EACH))
+    # Events appended together carry the same moment: fewer moments than events means shared appends.
+    assert len({at for _, _, _, at in rows}) < WRITERS * EVENTS_EACH
+    report = verify_chain()
+    assert (report.intact, report.events) == (True, WRITERS * EVENTS_EACH)
+
+
+@needs_file_database
+@pytest.mark.django_db(transaction=True)
+def test_an_event_inside_a_transaction_is_appended_by_it_and_rolls_back_with_it(group_commit: None) -> None:
+    def failing_work() -> None:
+        with transaction.atomic():
+            audit_record(user=None, kind=EventKind.LOGIN, status=EventStatus.OK)
+            raise RuntimeError("the caller's work failed")
+
+    with pytest.raises(RuntimeError):
+        failing_work()
+    assert not AuditEvent.objects.exists()
+    event = audit_record(user=None, kind=EventKind.LOGIN, status=EventStatus.OK)
+    assert AuditEvent.objects.get().seq == event.seq == 1
+
+
 @needs_file_database
 @pytest.mark.django_db(transaction=True)
 def test_batches_and_single_events_interleave_without_forking() -> None:
@@ -121,6 +173,7 @@ EVENTS_PER_THREAD = 15
 _WRITER = f"""
 import sys, threading, time
 from pathlib import Path
+from typing import Any
 import django
 django.setup()
 from django.db import connection
