@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Final
@@ -9,11 +10,11 @@ from typing import Final
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mass_mail
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
-from accessctl.models import Notification
-from audit.models import Alert, AlertLabel, AlertNote, AlertState, EventKind, EventStatus
+from accessctl.models import BreakGlassSession, Notification
+from audit.models import Alert, AlertLabel, AlertNote, AlertState, AuditEvent, EventKind, EventStatus
 from audit.services import audit_record
 from hisplatform.models import Role
 
@@ -188,3 +189,74 @@ def alert_notify(*, alert_id: int) -> int:
                 "Alert %s: e-mail notification failed (in-platform notices were made).", alert.pk
             )
     return len(officers)
+
+
+# ------------------------------------------------------------------------------------- the work queue
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueItem:
+    """One thing waiting for the privacy office: an open alert or a break-glass session to review."""
+
+    kind: str  # "alert" or "breakglass"
+    id: int
+    username: str
+    role: str
+    when: dt.datetime
+    risk: float | None
+    state: str
+    summary: str
+
+
+def _read(officer: User, what: str, details: dict[str, object]) -> None:
+    """Refuse anyone but the privacy office, and record the read (or the refusal) either way."""
+    allowed = is_security_officer(officer)
+    audit_record(
+        user=officer,
+        kind=EventKind.AUDIT_ACCESS,
+        status=EventStatus.OK if allowed else EventStatus.DENIED,
+        message=what if allowed else f"refused: {what}",
+        details=details,
+    )
+    if not allowed:
+        raise AlertError("Only the privacy office reads alerts and break-glass reviews.", code="role")
+
+
+def review_queue(*, fetched_by: User, limit: int = 50) -> list[QueueItem]:
+    """Open alerts by risk, then break-glass sessions awaiting review (escalated first), oldest first."""
+    _read(fetched_by, "review queue viewed", {"view": "queue"})
+    alerts = Alert.objects.filter(state__in=[AlertState.NEW, AlertState.INVESTIGATING]).order_by(
+        "-risk", "created_at"
+    )
+    items = [
+        QueueItem("alert", a.pk, a.username, a.role, a.created_at, a.risk, a.state, a.summary)
+        for a in alerts[:limit]
+    ]
+    now = timezone.now()
+    sessions = (
+        BreakGlassSession.objects.filter(review=BreakGlassSession.Review.PENDING)
+        .filter(models.Q(ended_at__isnull=False) | models.Q(expires_at__lte=now))
+        .order_by("-escalated", "opened_at")
+    )
+    for session in sessions[:limit]:
+        what = f"patient {session.subject_id}" if session.subject_id is not None else session.careunit
+        summary = (
+            f"Break-glass for {what}, {session.reason_code.replace('_', ' ')}: {session.queries} questions"
+            + (" (escalated: frequent use)" if session.escalated else "")
+        )
+        items.append(
+            QueueItem(
+                "breakglass", session.pk, session.username, "", session.opened_at, None, "pending", summary
+            )
+        )
+    return items
+
+
+def alert_detail(*, fetched_by: User, alert_id: int) -> tuple[Alert, list[AlertNote], list[AuditEvent]]:
+    """The alert, its triage notes and the events behind it (question text included: officers only)."""
+    _read(fetched_by, f"alert {alert_id} viewed", {"alert": alert_id})
+    alert = Alert.objects.filter(pk=alert_id).first()
+    if alert is None:
+        raise AlertError("There is no such alert.", code="not_found")
+    events = list(AuditEvent.objects.filter(seq__in=alert.event_seqs).order_by("seq"))
+    return alert, list(alert.notes.all()), events

@@ -128,17 +128,20 @@ def judge(records: Sequence[DayRecord], baselines: Mapping[str, Baseline]) -> No
 
 def _alert_time(record: DayRecord) -> dt.datetime:
     """When the day first crossed the line: the first event after which it would have alerted."""
-    baseline = record.baseline
-    history = history_before(record.past, record.day)
-    for index in range(len(record.events)):
-        prefix = record.events[: index + 1]
-        access, result = prefix[-1]
+    for access, result in record.events:
         if rule_risk(result.flags) > 0:
             return access.at
-        if baseline is None:
-            continue
-        features, _ = day_features(record.day, prefix, history, int(record.features.get("group_users", 0)))
-        if score_days(baseline, [features])[0].baseline_alert:
+    baseline = record.baseline
+    if baseline is None:
+        return record.events[-1][0].at
+    history = history_before(record.past, record.day)
+    group = int(record.features.get("group_users", 0))
+    prefixes = [
+        day_features(record.day, record.events[: index + 1], history, group)[0]
+        for index in range(len(record.events))
+    ]
+    for (access, _), score in zip(record.events, score_days(baseline, prefixes), strict=True):
+        if score.baseline_alert:
             return access.at
     return record.events[-1][0].at
 

@@ -35,6 +35,9 @@ MIN_HISTORY_DAYS: Final = 5
 # is a rephrasing of it.
 REPHRASE_MINUTES: Final = 15
 REPHRASE_OVERLAP: Final = 0.3
+# Rephrasings and second devices are looked for among at most this many earlier accesses of the day: a
+# burst of hundreds in a minute (a script, a replayed backlog) must not cost hundreds squared.
+LOOKBACK: Final = 50
 # Two devices used by one account within this many minutes: a second person, or a forgotten session.
 CONCURRENT_MINUTES: Final = 30
 # A department head's relationship reaches every patient the department has had within this many days.
@@ -358,7 +361,7 @@ def event_features(
     device = device_of(access) if access.client_addr or access.user_agent else ""
     devices_today = {result.device for _, result in earlier if result.device}
     concurrent = False
-    for before, result in reversed(earlier):
+    for before, result in reversed(earlier[-LOOKBACK:]):
         if (access.at - before.at).total_seconds() > CONCURRENT_MINUTES * 60:
             break
         if device and result.device and result.device != device:
@@ -366,7 +369,7 @@ def event_features(
             break
     rephrase = False
     if access.question:
-        for before, result in reversed(earlier):
+        for before, result in reversed(earlier[-LOOKBACK:]):
             if (access.at - before.at).total_seconds() > REPHRASE_MINUTES * 60:
                 break
             refused = (

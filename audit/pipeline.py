@@ -39,6 +39,7 @@ from audit.detect import (
 from audit.features import (
     CONTEXT_DAYS,
     WEEK_DAYS,
+    DayRead,
     DaySummary,
     EventResult,
     FeatureContext,
@@ -274,13 +275,23 @@ def _score_user_days(keys: set[tuple[str, dt.date]], report: ScoringReport) -> N
     group = _group_index(first_day, last_day, keys)
     baselines = active_baselines()
     now = timezone.now()
+    read: list[tuple[dt.date, DayRead]] = []
     for day in sorted({day for _, day in keys}):
         today = {username: accesses.get((username, day), []) for username, d in sorted(keys) if d == day}
-        for read in read_day(day, today, history, group, context):
-            kept = [s for s in history[read.username] if s.day != day]
-            history[read.username] = [*kept, DaySummary(day, read.features, read.seen)]
-            _store_day(read.username, day, read.events, read.features, read.seen, baselines, now, report)
-            report.user_days += 1
+        for one in read_day(day, today, history, group, context):
+            kept = [s for s in history[one.username] if s.day != day]
+            history[one.username] = [*kept, DaySummary(day, one.features, one.seen)]
+            read.append((day, one))
+    # One forest call per role for the whole batch: a call costs about the same for one day or many.
+    by_role: dict[str, list[int]] = defaultdict(list)
+    for index, (_, one) in enumerate(read):
+        by_role[day_role(one.events)].append(index)
+    scores: dict[int, DayScore] = {}
+    for role, indexes in by_role.items():
+        scored = score_days(baseline_for(baselines, role), [read[i][1].features for i in indexes])
+        scores.update(zip(indexes, scored, strict=True))
+    _store_days([(day, one, scores[index]) for index, (day, one) in enumerate(read)], baselines, now, report)
+    report.user_days += len(read)
 
 
 def _group_index(first_day: dt.date, last_day: dt.date, keys: set[tuple[str, dt.date]]) -> GroupIndex:
@@ -296,57 +307,72 @@ def _group_index(first_day: dt.date, last_day: dt.date, keys: set[tuple[str, dt.
     return group
 
 
-def _store_day(
-    username: str,
-    day: dt.date,
-    results: Sequence[tuple[Access, EventResult]],
-    features: dict[str, float],
-    seen: dict[str, Any],
+def _sparse(features: Mapping[str, float]) -> dict[str, float]:
+    """Features as stored: zeros left out (most of them, most days), read back as 0 by `.get`."""
+    return {name: value for name, value in features.items() if value}
+
+
+def _store_days(
+    read: Sequence[tuple[dt.date, DayRead, DayScore]],
     baselines: Mapping[str, Baseline],
     now: dt.datetime,
     report: ScoringReport,
 ) -> None:
-    last = results[-1][0]
-    role = day_role(results)
-    baseline = baseline_for(baselines, role)
-    score = score_days(baseline, [features])[0]
-    flags = [flag for _, result in results for flag in result.flags]
-    risk = day_risk(score, flags)
-    user_id = next((access.user_id for access, _ in results if access.user_id is not None), None)
-    with transaction.atomic():
-        EventScore.objects.bulk_create(
-            [
-                EventScore(
-                    event_id=access.seq,
-                    scored_at=now,
-                    username=username,
-                    day=day,
-                    features=result.features,
-                    rules=sorted({flag.code for flag in result.flags if not flag.silenced}),
-                )
-                for access, result in results
-            ],
-            ignore_conflicts=True,
+    """Write the batch's event scores and user-days in a few statements, and raise its alerts."""
+    scores: list[EventScore] = []
+    days: list[UserDay] = []
+    alerts: list[tuple[dt.date, DayRead, DayScore, str, float, int | None]] = []
+    for day, one, score in read:
+        results = one.events
+        role = day_role(results)
+        flags = [flag for _, result in results for flag in result.flags]
+        risk = day_risk(score, flags)
+        user_id = next((access.user_id for access, _ in results if access.user_id is not None), None)
+        scores.extend(
+            EventScore(
+                event_id=access.seq,
+                scored_at=now,
+                username=one.username,
+                day=day,
+                features=_sparse(result.features),
+                rules=sorted({flag.code for flag in result.flags if not flag.silenced}),
+            )
+            for access, result in results
         )
-        UserDay.objects.update_or_create(
-            username=username,
-            day=day,
-            defaults={
-                "user_id": user_id,
-                "role": role,
-                "department": last.department,
-                "events": len(results),
-                "features": features,
-                "seen": seen,
-                "anomaly": score.anomaly,
-                "percentile": score.percentile,
-                "risk": risk,
-                "updated_at": now,
-            },
+        days.append(
+            UserDay(
+                username=one.username,
+                day=day,
+                user_id=user_id,
+                role=role,
+                department=results[-1][0].department,
+                events=len(results),
+                features=_sparse(one.features),
+                seen=one.seen,
+                anomaly=score.anomaly,
+                percentile=score.percentile,
+                risk=risk,
+                updated_at=now,
+            )
         )
         if score.baseline_alert or rule_risk(flags) > 0:
-            _raise_alert(username, user_id, role, day, results, score, risk, baseline, now, report)
-    report.events += len(results)
+            alerts.append((day, one, score, role, risk, user_id))
+        report.events += len(results)
+    with transaction.atomic():
+        EventScore.objects.bulk_create(scores, ignore_conflicts=True, batch_size=2000)
+        UserDay.objects.bulk_create(
+            days,
+            update_conflicts=True,
+            unique_fields=["username", "day"],
+            update_fields=[
+                "user_id", "role", "department", "events", "features", "seen",
+                "anomaly", "percentile", "risk", "updated_at",
+            ],
+            batch_size=1000,
+        )  # fmt: skip
+        for day, one, score, role, risk, user_id in alerts:
+            baseline = baseline_for(baselines, role)
+            _raise_alert(one.username, user_id, role, day, one.events, score, risk, baseline, now, report)
 
 
 def _linked(

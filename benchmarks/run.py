@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -179,6 +180,18 @@ def _print_access(access: dict[str, Any], repeats: int) -> None:
         )
 
 
+def _bench_audit(repeats: int) -> dict[str, Any]:
+    """The audit store's section runs in a process of its own: its settings (PostgreSQL, Redis, a worker)
+    are not this process's. It prints its own figures."""
+    out = ROOT / "var" / "bench" / "audit.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    events = os.environ.get("BENCH_AUDIT_EVENTS", "1000000")
+    command = [sys.executable, "-m", "benchmarks.audit", "--repeats", str(repeats), "--store-events", events]
+    subprocess.run([*command, "--json", str(out)], cwd=ROOT, check=True)  # noqa: S603
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", "20000")))
@@ -188,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialects", default="sqlite,postgres")
     parser.add_argument(
         "--sections",
-        default="nlq,warehouse,access,disclosure,scrub",
-        help="comma-separated: nlq, warehouse, access, disclosure, scrub",
+        default="nlq,warehouse,access,disclosure,scrub,audit",
+        help="comma-separated: nlq, warehouse, access, disclosure, scrub, audit",
     )
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
@@ -206,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     # Pure functions over results and notes: no warehouse needed.
     disclosure = bench_results(args.repeats) if "disclosure" in sections else None
     scrubbing = bench_scrub(args.repeats) if "scrub" in sections else None
+    audit = _bench_audit(args.repeats) if "audit" in sections else None
     for result in results:
         print(
             f"\n== warehouse on {result['dialect']}: {result['patients']:,} patients, "
@@ -235,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
-            {"nlq": understanding, "warehouse": results, "disclosure": disclosure, "scrubbing": scrubbing},
+            {
+                "nlq": understanding,
+                "warehouse": results,
+                "disclosure": disclosure,
+                "scrubbing": scrubbing,
+                "audit": audit,
+            },
             indent=2,
         )
     )

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from accessctl.models import MaskingRule, Notification, PolicyRule
+from accessctl.models import BreakGlassSession, MaskingRule, Notification, PolicyRule
 from accessctl.services import breakglass_open, policy_load_defaults
 from audit.alerts import AlertError, alert_triage
 from audit.detect import load_baseline
@@ -107,7 +108,7 @@ def test_an_answered_question_is_scored_when_it_commits(
     assert answer.status == "answered"
     score = EventScore.objects.get(event_id=answer.audit_event)
     assert score.features["patients"] == 2.0
-    assert score.features["unrelated"] == 0.0  # her own care team's patients
+    assert score.features.get("unrelated", 0.0) == 0.0  # her own care team's patients
     day = UserDay.objects.get(username="dr.carter")
     assert (day.role, day.department, day.events, day.features["queries"]) == ("clinician", "CARD", 1, 1.0)
     assert unscored_count() == 0
@@ -283,3 +284,31 @@ def test_retraining_leaves_out_the_days_of_confirmed_incidents(db: None, setting
     baseline_train(today=today)
     assert BaselineModel.objects.filter(active=True).count() == 2
     assert BaselineModel.objects.count() == 4  # the old models are kept, inactive
+
+
+def test_the_queue_shows_open_alerts_and_pending_break_glass_and_only_to_officers(
+    people: People, scoring: WarehouseTarget, django_capture_on_commit_callbacks: CaptureCallbacks
+) -> None:
+    alert, _ = _vip_alert(people, scoring, django_capture_on_commit_callbacks)
+    BreakGlassSession.objects.update(ended_at=NOON + dt.timedelta(minutes=5))
+    out = io.StringIO()
+    call_command("audit_alerts", "--user", "sec.ito", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:2] == ["alert", str(alert.pk)]
+    assert lines[1].startswith("breakglass")
+    assert "Break-glass for patient" in lines[1]
+    shown = io.StringIO()
+    call_command("audit_alerts", "--user", "sec.ito", "--show", str(alert.pk), stdout=shown)
+    assert "Opened a VIP patient's record" in shown.getvalue()
+    assert "[sql] SELECT gender, dob FROM patients WHERE subject_id = " in shown.getvalue()  # what was asked
+    call_command("audit_alerts", "--user", "sec.ito", "--triage", str(alert.pk), "--state", "false_positive",
+                 "--note", "Consult requested by the ward.", stdout=io.StringIO())  # fmt: skip
+    assert Alert.objects.get(pk=alert.pk).label == AlertLabel.BENIGN
+    with pytest.raises(CommandError, match="Only the privacy office"):
+        call_command("audit_alerts", "--user", "dr.carter", stdout=io.StringIO())
+    reads = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).order_by("seq")
+    assert [(e.username, e.status) for e in reads] == [
+        ("sec.ito", "ok"),
+        ("sec.ito", "ok"),
+        ("dr.carter", "denied"),
+    ]
