@@ -16,7 +16,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, TypedDict, Unpack
 
 from audit.accesses import IDENTIFIER_COLUMNS, Access
 from audit.relations import RECENT, UNIT, Relations, epoch, family_members
@@ -493,6 +493,47 @@ _ABSTAINED: Final = (
     "meds 4 {id} now",
 )
 
+# What the injected misuse asks; rows are per patient shown, as for the patient templates.
+_SURNAME_SEARCH: Final = _Template(
+    ("Find patients named {f}", "patients with family name {f}", "search {f}"),
+    ("patient_identity",),
+    (*_LIST_COLUMNS, "patient_identity.birth_date"),
+    (1, 1),
+)
+_BULK_EXPORT: Final = _Template(
+    (
+        "all patients admitted in the last 2 years with date of birth, address and phone",
+        "List every patient with their MRN, address, phone number and diagnoses",
+        "patients seen since January with contact details and diagnosis codes",
+    ),
+    ("patient_identity", "admissions", "diagnoses_icd"),
+    (
+        *_LIST_COLUMNS,
+        "patient_identity.birth_date",
+        "patient_identity.address",
+        "patient_identity.phone",
+        "admissions.admittime",
+        "diagnoses_icd.icd_code",
+    ),
+    (4, 12),
+)
+_MEDICATION_EXPORT: Final = _Template(
+    ("export patients with their national ID and current medications",),
+    ("patient_identity", "prescriptions"),
+    (*_LIST_COLUMNS, _NATIONAL_ID, "prescriptions.drug"),
+    (3, 8),
+)
+_ELDERLY_CONTACTS: Final = _Template(
+    (
+        "patients over 65 with phone number and address",
+        "elderly patients living alone with contact details",
+        "List patients born before 1960 with their phone numbers",
+    ),
+    ("patient_identity", "patients"),
+    (*_LIST_COLUMNS, "patient_identity.phone", "patient_identity.address"),
+    (1, 1),
+)
+
 
 # --- The people ---------------------------------------------------------------------------------
 
@@ -623,29 +664,25 @@ class _Hospital:
         self.by_surname: dict[str, list[int]] = {}
         for subject in sorted(self.names):
             self.by_surname.setdefault(self.names[subject][1].lower(), []).append(subject)
-        self.labs = [
-            str(r[0])
-            for r in rows(
-                "SELECT d.label FROM labevents l JOIN d_labitems d ON d.itemid = l.itemid "
-                "GROUP BY d.label ORDER BY COUNT(*) DESC, d.label LIMIT 25"
-            )
-            if r[0]
-        ] or ["potassium", "creatinine", "hemoglobin"]
-        self.vitals = [
-            str(r[0])
-            for r in rows(
-                "SELECT d.label FROM chartevents c JOIN d_items d ON d.itemid = c.itemid "
-                "GROUP BY d.label ORDER BY COUNT(*) DESC, d.label LIMIT 10"
-            )
-            if r[0]
-        ] or ["heart rate", "respiratory rate"]
-        self.drugs = [
-            str(r[0])
-            for r in rows(
-                "SELECT drug FROM prescriptions GROUP BY drug ORDER BY COUNT(*) DESC, drug LIMIT 30"
-            )
-            if r[0]
-        ] or ["heparin", "acetaminophen"]
+
+        def common(sql: str, fallback: list[str]) -> list[str]:
+            """The query's first column, empty values dropped; `fallback` on a warehouse that has none."""
+            return [str(r[0]) for r in rows(sql) if r[0]] or fallback
+
+        self.labs = common(
+            "SELECT d.label FROM labevents l JOIN d_labitems d ON d.itemid = l.itemid "
+            "GROUP BY d.label ORDER BY COUNT(*) DESC, d.label LIMIT 25",
+            ["potassium", "creatinine", "hemoglobin"],
+        )
+        self.vitals = common(
+            "SELECT d.label FROM chartevents c JOIN d_items d ON d.itemid = c.itemid "
+            "GROUP BY d.label ORDER BY COUNT(*) DESC, d.label LIMIT 10",
+            ["heart rate", "respiratory rate"],
+        )
+        self.drugs = common(
+            "SELECT drug FROM prescriptions GROUP BY drug ORDER BY COUNT(*) DESC, drug LIMIT 30",
+            ["heparin", "acetaminophen"],
+        )
         self.subjects = sorted(relations.patients)
         self.team_of: dict[int, list[tuple[float, float, int]]] = {}
         for subject in sorted(relations.team):
@@ -736,6 +773,31 @@ class _Draft:
     order: int
     fields: dict[str, Any]  # an Access but its seq, numbered once all are in time order
     label: str | None
+
+
+class _Details(TypedDict, total=False):
+    """What one access did and showed: the keywords of `_Simulation.access` after who, when and where."""
+
+    kind: str
+    status: str
+    patients: Iterable[int]
+    rows: int
+    tables: Sequence[str]
+    columns: Sequence[str]
+    question: str
+    breakglass: bool
+    purpose: str | None
+    project: str
+    masked: bool
+
+
+class _Asked(NamedTuple):
+    """A question about one patient as drafted from a template, before it is recorded."""
+
+    text: str
+    tables: list[str]
+    columns: list[str]
+    rows: int
 
 
 class _Simulation:
@@ -950,11 +1012,123 @@ class _Simulation:
 
     # --- building accesses
 
-    def emit(self, fields: dict[str, Any], label: str | None = None) -> None:
-        """Keep the access if it falls inside the window (shifts overhang both of its ends)."""
-        at = fields["at"].timestamp()
-        if self.start <= at < self.end:
-            self.drafts.append(_Draft(at, len(self.drafts), fields, label))
+    def record(
+        self,
+        user: _User,
+        at: float,
+        addr: str,
+        agent: str,
+        label: str | None = None,
+        **details: Unpack[_Details],
+    ) -> None:
+        """Keep one access if it falls inside the window (shifts overhang both of its ends)."""
+        fields = self.access(user, at, addr, agent, **details)
+        stamp = fields["at"].timestamp()
+        if self.start <= stamp < self.end:
+            self.drafts.append(_Draft(stamp, len(self.drafts), fields, label))
+
+    def ask(
+        self,
+        user: _User,
+        session: _Session,
+        at: float,
+        label: str | None = None,
+        *,
+        agent: str | None = None,
+        **details: Unpack[_Details],
+    ) -> None:
+        """One access from the session's device, in the browser it ran at `at` unless `agent` pins one.
+
+        A burst of accesses begun before the device's browser update keeps the browser it began in.
+        """
+        self.record(
+            user, at, session.addr, session.device.agent(at) if agent is None else agent, label, **details
+        )
+
+    def _ask_template(
+        self,
+        user: _User,
+        session: _Session,
+        at: float,
+        template: _Template,
+        text: str,
+        patients: Sequence[int],
+        rows: int,
+        *,
+        kind: str = "question",
+        project: str = "",
+        agent: str | None = None,
+        label: str | None = None,
+    ) -> None:
+        """An answer with the template's tables and columns about `patients` (none for aggregates)."""
+        self.ask(
+            user,
+            session,
+            at,
+            label,
+            agent=agent,
+            kind=kind,
+            patients=patients,
+            rows=rows,
+            tables=template.tables,
+            columns=template.columns,
+            question=text,
+            project=project,
+        )
+
+    def _answer(
+        self,
+        user: _User,
+        at: float,
+        addr: str,
+        agent: str,
+        subject: int,
+        asked: _Asked,
+        *,
+        breakglass: bool = False,
+        label: str | None = None,
+    ) -> None:
+        """The answer to a question about one patient, under the emergency's purpose when `breakglass`."""
+        self.record(
+            user,
+            at,
+            addr,
+            agent,
+            label,
+            patients=(subject,),
+            rows=asked.rows,
+            tables=asked.tables,
+            columns=asked.columns,
+            question=asked.text,
+            breakglass=breakglass,
+            purpose="BTG" if breakglass else None,
+        )
+
+    def _break_glass(
+        self,
+        user: _User,
+        session: _Session,
+        at: float,
+        subject: int,
+        reason: str,
+        *,
+        agent: str | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Break-glass declared for one patient; the reason given is kept as the event's question."""
+        self.ask(
+            user,
+            session,
+            at,
+            label,
+            agent=agent,
+            kind="breakglass_open",
+            status="ok",
+            patients=(subject,),
+            question=reason,
+            breakglass=True,
+            purpose="BTG",
+        )
 
     def access(
         self,
@@ -1079,32 +1253,15 @@ class _Simulation:
 
     def _open(self, user: _User, session: _Session) -> None:
         rng = user.rng
-        agent = session.device.agent(session.start)
-        if rng.random() < 0.03:
-            self.emit(
-                self.access(
-                    user,
-                    session.start - rng.uniform(10, 40),
-                    session.addr,
-                    agent,
-                    kind="login_failed",
-                    status="denied",
-                )
-            )
-        self.emit(self.access(user, session.start, session.addr, agent, kind="login", status="ok"))
+        if rng.random() < 0.03:  # a mistyped password just before, in the browser the session opens in
+            at = session.start - rng.uniform(10, 40)
+            agent = session.device.agent(session.start)
+            self.ask(user, session, at, agent=agent, kind="login_failed", status="denied")
+        self.ask(user, session, session.start, kind="login", status="ok")
 
     def _close(self, user: _User, session: _Session) -> None:
         if user.rng.random() < 0.7:  # otherwise the session simply times out
-            self.emit(
-                self.access(
-                    user,
-                    session.end,
-                    session.addr,
-                    session.device.agent(session.end),
-                    kind="logout",
-                    status="ok",
-                )
-            )
+            self.ask(user, session, session.end, kind="logout", status="ok")
 
     def _clinical_shift(self, user: _User, shift: _Shift) -> None:
         rng = user.rng
@@ -1186,8 +1343,8 @@ class _Simulation:
 
     def _patient_question(
         self, user: _User, subject: int, name: str, *, rng: random.Random | None = None
-    ) -> tuple[str, list[str], list[str], int]:
-        """Text, tables, columns and row count of a question about one patient from template `name`."""
+    ) -> _Asked:
+        """A question about one patient from template `name`."""
         rng = rng or user.rng
         template = _PATIENT[name]
         columns = list(template.columns)
@@ -1196,7 +1353,7 @@ class _Simulation:
         tables = list(template.tables)
         if any(c.startswith("patient_identity.") for c in columns) and "patient_identity" not in tables:
             tables.append("patient_identity")
-        return text, tables, columns, rng.randint(*template.rows)
+        return _Asked(text, tables, columns, rng.randint(*template.rows))
 
     def _clinical_question(
         self, user: _User, shift: _Shift, session: _Session, at: float, pool: list[int], *, handover: bool
@@ -1211,10 +1368,8 @@ class _Simulation:
             return
         if rng.random() < 0.02:  # a garbled question the parser does not understand, asked again properly
             garbled = rng.choice(_ABSTAINED).format(id=rng.choice(pool) if pool else "")
-            self.emit(
-                self.access(
-                    user, at - rng.uniform(25, 90), session.addr, agent, status="abstained", question=garbled
-                )
+            self.ask(
+                user, session, at - rng.uniform(25, 90), agent=agent, status="abstained", question=garbled
             )
             self.benign["rephrased_typos"] += 1
         draw = rng.random()
@@ -1223,7 +1378,7 @@ class _Simulation:
             base = rng.choice(pool) if pool else rng.choice(self.hospital.subjects)
             typo = _typo(rng, base)
             text = self._fill(rng, rng.choice(_PATIENT[name].texts), p=f"patient {typo}")
-            self.emit(self.access(user, at, session.addr, agent, status="denied", question=text))
+            self.ask(user, session, at, status="denied", question=text)
             self.benign["denials"] += 1
             return
         if draw < 0.035:  # a consult or a handover question about another department's patient
@@ -1252,24 +1407,10 @@ class _Simulation:
             subject = rng.choice(pool)
         if subject in user.family:
             self.benign["family_in_care_accesses"] += 1
-        text, tables, columns, rows = self._patient_question(user, subject, name)
-        self.emit(
-            self.access(
-                user,
-                at,
-                session.addr,
-                agent,
-                patients=(subject,),
-                rows=rows,
-                tables=tables,
-                columns=columns,
-                question=text,
-            )
-        )
+        self._answer(user, at, session.addr, agent, subject, self._patient_question(user, subject, name))
 
     def _ward_question(self, user: _User, shift: _Shift, session: _Session, at: float, name: str) -> None:
         rng = user.rng
-        agent = session.device.agent(at)
         if name == "unit_list":
             units = self.hospital.units_of.get(shift.department, [])
             unit = (
@@ -1279,19 +1420,7 @@ class _Simulation:
             )
             patients = self.hospital.present(unit, at, unit=True)[:30]
             text = rng.choice(_UNIT_LIST.texts).format(unit=unit)
-            self.emit(
-                self.access(
-                    user,
-                    at,
-                    session.addr,
-                    agent,
-                    patients=patients,
-                    rows=len(patients),
-                    tables=_UNIT_LIST.tables,
-                    columns=_UNIT_LIST.columns,
-                    question=text,
-                )
-            )
+            self._ask_template(user, session, at, _UNIT_LIST, text, patients, len(patients))
             return
         present = list(self.hospital.present(shift.department, at))
         rng.shuffle(present)
@@ -1299,19 +1428,7 @@ class _Simulation:
         department = _department_name(shift.department)
         text = self._fill(rng, rng.choice(_DEPARTMENT_FILTER.texts), dept=department.lower())
         rows = sum(rng.randint(*_DEPARTMENT_FILTER.rows) for _ in matches)
-        self.emit(
-            self.access(
-                user,
-                at,
-                session.addr,
-                agent,
-                patients=matches,
-                rows=rows,
-                tables=_DEPARTMENT_FILTER.tables,
-                columns=_DEPARTMENT_FILTER.columns,
-                question=text,
-            )
-        )
+        self._ask_template(user, session, at, _DEPARTMENT_FILTER, text, matches, rows)
 
     def _quality_review(self, user: _User, shift: _Shift, session: _Session) -> None:
         """A department head's audit of discharges: many of the department's patients, some long gone."""
@@ -1329,36 +1446,12 @@ class _Simulation:
             last = rng.sample(candidates, take)
             text = self._fill(rng, rng.choice(_QUALITY.texts), dept=department.lower())
             rows = sum(rng.randint(*_QUALITY.rows) for _ in last)
-            self.emit(
-                self.access(
-                    user,
-                    at,
-                    session.addr,
-                    session.device.agent(at),
-                    patients=last,
-                    rows=rows,
-                    tables=_QUALITY.tables,
-                    columns=_QUALITY.columns,
-                    question=text,
-                )
-            )
+            self._ask_template(user, session, at, _QUALITY, text, last, rows)
             at += rng.uniform(1, 6) * MINUTE
         if last and rng.random() < 0.3:
             self.benign["benign_exports"] += 1
-            self.emit(
-                self.access(
-                    user,
-                    at,
-                    session.addr,
-                    session.device.agent(at),
-                    kind="export",
-                    patients=last,
-                    rows=len(last) * rng.randint(1, 4),
-                    tables=_QUALITY.tables,
-                    columns=_QUALITY.columns,
-                    question=text,
-                )
-            )
+            rows = len(last) * rng.randint(1, 4)
+            self._ask_template(user, session, at, _QUALITY, text, last, rows, kind="export")
 
     def _breakglass(self, user: _User, shift: _Shift, session: _Session) -> None:
         """Legitimate break-glass: a patient arriving in an emergency, admitted afterwards."""
@@ -1372,41 +1465,14 @@ class _Simulation:
             return
         subject = rng.choice(arriving)
         self.benign["breakglass"] += 1
-        agent = session.device.agent(at)
-        self.emit(
-            self.access(
-                user,
-                at,
-                session.addr,
-                agent,
-                kind="breakglass_open",
-                status="ok",
-                patients=(subject,),
-                question=rng.choice(_BREAKGLASS_REASONS),
-                breakglass=True,
-                purpose="BTG",
-            )
-        )
+        agent = session.device.agent(at)  # the look-ups that follow stay in the browser the glass broke in
+        self._break_glass(user, session, at, subject, rng.choice(_BREAKGLASS_REASONS))
         for name in rng.sample(
             ("meds", "diagnoses", "notes", "lab", "discharge", "contacts"), rng.randint(2, 4)
         ):
             at += rng.uniform(0.5, 4) * MINUTE
-            text, tables, columns, rows = self._patient_question(user, subject, name)
-            self.emit(
-                self.access(
-                    user,
-                    at,
-                    session.addr,
-                    agent,
-                    patients=(subject,),
-                    rows=rows,
-                    tables=tables,
-                    columns=columns,
-                    question=text,
-                    breakglass=True,
-                    purpose="BTG",
-                )
-            )
+            asked = self._patient_question(user, subject, name)
+            self._answer(user, at, session.addr, agent, subject, asked, breakglass=True)
 
     def _office_shift(
         self, user: _User, shift: _Shift, question: Callable[[_User, _Session, float], None]
@@ -1462,21 +1528,8 @@ class _Simulation:
         low, high = template.rows
         rows = len(patients) * rng.randint(1, 3) if low < 0 else rng.randint(low, high)
         text = self._fill(rng, rng.choice(template.texts), c=condition)
-        self.emit(
-            self.access(
-                user,
-                at,
-                session.addr,
-                session.device.agent(at),
-                kind=kind,
-                patients=patients,
-                rows=rows,
-                tables=template.tables,
-                columns=template.columns,
-                question=text,
-                project=project.code,
-            ),
-            label,
+        self._ask_template(
+            user, session, at, template, text, patients, rows, kind=kind, project=project.code, label=label
         )
 
     def _admin_question(self, user: _User, session: _Session, at: float) -> None:
@@ -1485,18 +1538,7 @@ class _Simulation:
         unit = rng.choice(sorted(self.hospital.unit_department))
         department = _department_name(self.hospital.unit_department[unit]).lower()
         text = self._fill(rng, rng.choice(template.texts), unit=unit, dept=department)
-        self.emit(
-            self.access(
-                user,
-                at,
-                session.addr,
-                session.device.agent(at),
-                rows=rng.randint(*template.rows),
-                tables=template.tables,
-                columns=template.columns,
-                question=text,
-            )
-        )
+        self._ask_template(user, session, at, template, text, (), rng.randint(*template.rows))
 
     # --- injected scenarios
 
@@ -1588,6 +1630,30 @@ class _Simulation:
             self.relations.relation(user.staff_id, user.department, subject, t) < UNIT for t in moments
         )
 
+    def _signed_in(
+        self,
+        rng: random.Random,
+        user: _User,
+        begin: float,
+        addr: str,
+        agent: str,
+        patients: Sequence[int],
+        names: Sequence[str],
+        *,
+        most: int,
+        pause: Callable[[], float],
+        label: str,
+    ) -> float:
+        """A sign-in, then four to `most` look-ups about the given patients; returns when the user is done."""
+        self.record(user, begin, addr, agent, label, kind="login", status="ok")
+        at = begin + rng.uniform(20, 90)
+        for _ in range(rng.randint(4, most)):
+            subject = rng.choice(patients)
+            asked = self._patient_question(user, subject, rng.choice(names), rng=rng)
+            self._answer(user, at, addr, agent, subject, asked, label=label)
+            at += pause()
+        return at
+
     def _snoop(
         self,
         rng: random.Random,
@@ -1647,71 +1713,27 @@ class _Simulation:
         breakglass = False
         if style < 0.25 and family:  # finds the record by searching the surname
             same = self.hospital.by_surname.get(family.lower(), [target])[:12]
-            text = rng.choice(
-                ("Find patients named {f}", "patients with family name {f}", "search {f}")
-            ).format(f=family)
-            self.emit(
-                self.access(
-                    user,
-                    moments[0],
-                    session.addr,
-                    agent,
-                    patients=same,
-                    rows=len(same),
-                    tables=("patient_identity",),
-                    columns=(*_LIST_COLUMNS, "patient_identity.birth_date"),
-                    question=text,
-                ),
-                label,
-            )
+            text = rng.choice(_SURNAME_SEARCH.texts).format(f=family)
+            self._ask_template(user, session, moments[0], _SURNAME_SEARCH, text, same, len(same), label=label)
             step = 1
         elif style < 0.5:  # refused first (not their patient), then breaks the glass with a thin reason
             text = f"What is going on with {given} {family}?" if given else f"notes for patient {target}"
-            self.emit(
-                self.access(user, moments[0], session.addr, agent, status="denied", question=text), label
+            self.ask(user, session, moments[0], label, status="denied", question=text)
+            at = moments[0] + rng.uniform(20, 60)
+            reason = rng.choice(
+                ("urgent review", "patient asked me to check results", "clinical query from family")
             )
-            self.emit(
-                self.access(
-                    user,
-                    moments[0] + rng.uniform(20, 60),
-                    session.addr,
-                    agent,
-                    kind="breakglass_open",
-                    status="ok",
-                    patients=(target,),
-                    breakglass=True,
-                    purpose="BTG",
-                    question=rng.choice(
-                        ("urgent review", "patient asked me to check results", "clinical query from family")
-                    ),
-                ),
-                label,
-            )
+            self._break_glass(user, session, at, target, reason, agent=agent, label=label)
             step, breakglass = 1, True
         for moment in moments[step : step + looks]:
             name = rng.choice(("diagnoses", "notes", "admission", "lab", "meds", "discharge"))
-            text, tables, columns, rows = self._patient_question(user, target, name, rng=rng)
+            asked = self._patient_question(user, target, name, rng=rng)
             if rng.random() < 0.3 and given:
-                text = text.replace(f"patient {target}", f"{given} {family}")
-                columns.extend(c for c in _NAME_COLUMNS if c not in columns)
-                if "patient_identity" not in tables:
-                    tables.append("patient_identity")
-            self.emit(
-                self.access(
-                    user,
-                    moment,
-                    session.addr,
-                    agent,
-                    patients=(target,),
-                    rows=rows,
-                    tables=tables,
-                    columns=columns,
-                    question=text,
-                    breakglass=breakglass,
-                    purpose="BTG" if breakglass else None,
-                ),
-                label,
-            )
+                asked = asked._replace(text=asked.text.replace(f"patient {target}", f"{given} {family}"))
+                asked.columns.extend(c for c in _NAME_COLUMNS if c not in asked.columns)
+                if "patient_identity" not in asked.tables:
+                    asked.tables.append("patient_identity")
+            self._answer(user, moment, session.addr, agent, target, asked, breakglass=breakglass, label=label)
 
     def _family_snooping(self, rng: random.Random, label: str, when: float) -> dict[str, Any] | None:
         return self._snoop(
@@ -1759,73 +1781,35 @@ class _Simulation:
                 continue
             self.used.add(user.username)
             session, at = self._moment(rng, shift)
-            agent = session.device.agent(at)
+            agent = session.device.agent(at)  # the preview and the exports come from one browser window
             subjects = self.hospital.subjects
             count = min(len(subjects) * 4 // 5, rng.randint(200, 600))
             patients = rng.sample(subjects, count)
-            columns = (
-                *_LIST_COLUMNS,
-                "patient_identity.birth_date",
-                "patient_identity.address",
-                "patient_identity.phone",
-                "admissions.admittime",
-                "diagnoses_icd.icd_code",
-            )
-            tables = ("patient_identity", "admissions", "diagnoses_icd")
-            text = rng.choice(
-                (
-                    "all patients admitted in the last 2 years with date of birth, address and phone",
-                    "List every patient with their MRN, address, phone number and diagnoses",
-                    "patients seen since January with contact details and diagnosis codes",
-                )
-            )
-            self.emit(
-                self.access(
-                    user,
-                    at,
-                    session.addr,
-                    agent,
-                    patients=patients[:50],
-                    rows=50,
-                    tables=tables,
-                    columns=columns,
-                    question=text + " (first 50)",
-                ),
-                label,
+            text = rng.choice(_BULK_EXPORT.texts)
+            self._ask_template(
+                user, session, at, _BULK_EXPORT, text + " (first 50)", patients[:50], 50, label=label
             )
             at += rng.uniform(1, 5) * MINUTE
-            self.emit(
-                self.access(
-                    user,
-                    at,
-                    session.addr,
-                    agent,
-                    patients=patients,
-                    rows=count * rng.randint(4, 12),
-                    tables=tables,
-                    columns=columns,
-                    question=text,
-                    kind="export",
-                ),
-                label,
+            rows = count * rng.randint(*_BULK_EXPORT.rows)
+            self._ask_template(
+                user, session, at, _BULK_EXPORT, text, patients, rows, kind="export", agent=agent, label=label
             )
             if rng.random() < 0.4:
                 more = rng.sample(subjects, min(len(subjects) * 4 // 5, rng.randint(150, 400)))
                 at += rng.uniform(2, 10) * MINUTE
-                self.emit(
-                    self.access(
-                        user,
-                        at,
-                        session.addr,
-                        agent,
-                        patients=more,
-                        rows=len(more) * rng.randint(3, 8),
-                        tables=("patient_identity", "prescriptions"),
-                        columns=(*_LIST_COLUMNS, "patient_identity.national_id", "prescriptions.drug"),
-                        question="export patients with their national ID and current medications",
-                        kind="export",
-                    ),
-                    label,
+                rows = len(more) * rng.randint(*_MEDICATION_EXPORT.rows)
+                text = _MEDICATION_EXPORT.texts[0]
+                self._ask_template(
+                    user,
+                    session,
+                    at,
+                    _MEDICATION_EXPORT,
+                    text,
+                    more,
+                    rows,
+                    kind="export",
+                    agent=agent,
+                    label=label,
                 )
             return {
                 "users": [user.username],
@@ -1860,27 +1844,18 @@ class _Simulation:
             patients = present[: rng.randint(2, min(6, len(present)))]
             others = [s for s in self.hospital.subjects if self._unrelated(user, s, night)]
             patients += rng.sample(others, min(len(others), rng.randint(0, 2)))
-            self.emit(self.access(user, night, addr, agent, kind="login", status="ok"), label)
-            at = night + rng.uniform(20, 90)
-            for _ in range(rng.randint(4, 10)):
-                subject = rng.choice(patients)
-                name = rng.choice(("notes", "diagnoses", "lab", "meds", "contacts", "identity", "admission"))
-                text, tables, columns, rows = self._patient_question(user, subject, name, rng=rng)
-                self.emit(
-                    self.access(
-                        user,
-                        at,
-                        addr,
-                        agent,
-                        patients=(subject,),
-                        rows=rows,
-                        tables=tables,
-                        columns=columns,
-                        question=text,
-                    ),
-                    label,
-                )
-                at += rng.uniform(1, 8) * MINUTE
+            self._signed_in(
+                rng,
+                user,
+                night,
+                addr,
+                agent,
+                patients,
+                ("notes", "diagnoses", "lab", "meds", "contacts", "identity", "admission"),
+                most=10,
+                pause=lambda: rng.uniform(1, 8) * MINUTE,
+                label=label,
+            )
             return {
                 "users": [user.username],
                 "description": f"{_who(user)}, a {user.pattern} worker, is active "
@@ -1921,29 +1896,20 @@ class _Simulation:
             else:  # a workstation in the borrower's department
                 device = rng.choice(self._pool(borrower_department))
             agent = device.agent(begin)
-            self.emit(self.access(user, begin, device.addr, agent, kind="login", status="ok"), label)
-            at = begin + rng.uniform(20, 90)
-            for _ in range(rng.randint(4, 12)):
-                subject = rng.choice(patients)
-                name = rng.choice(("lab", "meds", "vitals", "notes", "diagnoses", "panel"))
-                text, tables, columns, rows = self._patient_question(user, subject, name, rng=rng)
-                self.emit(
-                    self.access(
-                        user,
-                        at,
-                        device.addr,
-                        agent,
-                        patients=(subject,),
-                        rows=rows,
-                        tables=tables,
-                        columns=columns,
-                        question=text,
-                    ),
-                    label,
-                )
-                at += rng.lognormvariate(math.log(4 * MINUTE), 0.6)
+            at = self._signed_in(
+                rng,
+                user,
+                begin,
+                device.addr,
+                agent,
+                patients,
+                ("lab", "meds", "vitals", "notes", "diagnoses", "panel"),
+                most=12,
+                pause=lambda: rng.lognormvariate(math.log(4 * MINUTE), 0.6),
+                label=label,
+            )
             if rng.random() < 0.5:
-                self.emit(self.access(user, at, device.addr, agent, kind="logout", status="ok"), label)
+                self.record(user, at, device.addr, agent, label, kind="logout", status="ok")
             when_text = "while the owner is working" if overlap else "on the owner's day off"
             return {
                 "users": [user.username],
@@ -1999,19 +1965,16 @@ class _Simulation:
                 for _ in range(rng.randint(1, 4)):
                     session, at = self._moment(rng, shift)
                     patients, text, columns = self._exfiltration_query(rng, user, at, rng.randint(20, 60))
-                    self.emit(
-                        self.access(
-                            user,
-                            at,
-                            session.addr,
-                            session.device.agent(at),
-                            patients=patients,
-                            rows=len(patients),
-                            tables=("patient_identity", "admissions"),
-                            columns=columns,
-                            question=text,
-                        ),
+                    self.ask(
+                        user,
+                        session,
+                        at,
                         label,
+                        patients=patients,
+                        rows=len(patients),
+                        tables=("patient_identity", "admissions"),
+                        columns=columns,
+                        question=text,
                     )
             return {
                 "users": [user.username],
@@ -2054,28 +2017,8 @@ class _Simulation:
                 offset += len(take)
                 if not take:
                     continue
-                columns = (*_LIST_COLUMNS, "patient_identity.phone", "patient_identity.address")
-                text = rng.choice(
-                    (
-                        "patients over 65 with phone number and address",
-                        "elderly patients living alone with contact details",
-                        "List patients born before 1960 with their phone numbers",
-                    )
-                )
-                self.emit(
-                    self.access(
-                        user,
-                        at,
-                        session.addr,
-                        session.device.agent(at),
-                        patients=take,
-                        rows=len(take),
-                        tables=("patient_identity", "patients"),
-                        columns=columns,
-                        question=text,
-                    ),
-                    label,
-                )
+                text = rng.choice(_ELDERLY_CONTACTS.texts)
+                self._ask_template(user, session, at, _ELDERLY_CONTACTS, text, take, len(take), label=label)
         if not any(d.label == label for d in self.drafts):
             return None
         names = [u.username for u, _ in group]
@@ -2102,7 +2045,7 @@ class _Simulation:
                 continue
             subject = rng.choice(candidates)
             self.used.add(user.username)
-            agent = session.device.agent(at)
+            agent = session.device.agent(at)  # one browser window for the whole run of rephrasings
             given, family = self.hospital.names.get(subject, ("", ""))
             texts = [
                 "What is the national ID number of patient {s}?",
@@ -2116,33 +2059,25 @@ class _Simulation:
             chosen = [texts[0], *rng.sample(texts[1:], rng.randint(3, 6))]
             for text in chosen:
                 question = text.format(s=subject, n=f"{given} {family}" if given else f"patient {subject}")
-                if not in_scope:
-                    self.emit(
-                        self.access(user, at, session.addr, agent, status="denied", question=question), label
-                    )
-                elif rng.random() < 0.2:
-                    self.emit(
-                        self.access(user, at, session.addr, agent, status="abstained", question=question),
-                        label,
-                    )
+                if not in_scope or rng.random() < 0.2:  # refused out of scope; in scope, sometimes not parsed
+                    status = "abstained" if in_scope else "denied"
+                    self.ask(user, session, at, label, agent=agent, status=status, question=question)
                 else:
                     columns: tuple[str, ...] = ("patient_identity.mrn", _NATIONAL_ID, *_NAME_COLUMNS)
                     if "notes" in question.lower():
                         columns = ("notes.text", "notes.charttime")
-                    self.emit(
-                        self.access(
-                            user,
-                            at,
-                            session.addr,
-                            agent,
-                            patients=(subject,),
-                            rows=1,
-                            tables=("patient_identity",) if "notes" not in question else ("notes",),
-                            columns=columns,
-                            question=question,
-                            masked=True,
-                        ),
+                    self.ask(
+                        user,
+                        session,
+                        at,
                         label,
+                        agent=agent,
+                        patients=(subject,),
+                        rows=1,
+                        tables=("patient_identity",) if "notes" not in question else ("notes",),
+                        columns=columns,
+                        question=question,
+                        masked=True,
                     )
                 at += rng.uniform(20, 150)
             return {
