@@ -30,7 +30,20 @@ else:
 # fails once the account is deleted.
 _FIELDS = tuple(field.attname if field.name == "user" else field.name for field in AuditEvent._meta.fields)
 # Columns that can hold health information: shown to security officers only.
-PROTECTED: Final = ("question", "sql_generated", "sql_executed", "patients_touched")
+# Columns that can hold health information (what was asked, the SQL, whose records, a refusal naming a
+# patient, an interpretation restating the question, the categories found): security officers only. The
+# rest (who, when, what kind, the outcome, counts) is what other staff with admin access may see.
+PROTECTED: Final = (
+    "question",
+    "sql_generated",
+    "sql_executed",
+    "patients_touched",
+    "message",
+    "details",
+    "policy_trace",
+    "obligations",
+    "attributes",
+)
 WITHHELD: Final = "Withheld: visible to security officers only."
 
 
@@ -94,21 +107,20 @@ class AuditEventAdmin(_ReadOnly, _ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return self.get_fields(request, obj)
 
-    @admin.display(description="question")
-    def question_withheld(self, obj: AuditEvent) -> str:
-        return WITHHELD if obj.question else ""
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # A filter in the address (?question__icontains=hiv) would search what the page withholds.
+        if lookup.split("__", 1)[0] in PROTECTED and (request is None or not _is_officer(request)):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
-    @admin.display(description="SQL generated")
-    def sql_generated_withheld(self, obj: AuditEvent) -> str:
-        return WITHHELD if obj.sql_generated else ""
-
-    @admin.display(description="SQL executed")
-    def sql_executed_withheld(self, obj: AuditEvent) -> str:
-        return WITHHELD if obj.sql_executed else ""
-
-    @admin.display(description="patients touched")
-    def patients_touched_withheld(self, obj: AuditEvent) -> str:
-        return WITHHELD if obj.patients_touched else ""
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if self.has_view_permission(request):
+            record_audit_read(
+                request, f"audit event {object_id[:20]} history viewed", {"event": object_id[:20]}
+            )
+        return super().history_view(request, object_id, extra_context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -131,6 +143,17 @@ class AuditEventAdmin(_ReadOnly, _ModelAdmin):
                 {"event": object_id[:20], "protected_shown": _is_officer(request)},
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _withheld(name: str) -> Any:
+    def show(self: Any, obj: AuditEvent) -> str:
+        return WITHHELD if getattr(obj, name) else ""
+
+    return admin.display(description=name.replace("_", " "))(show)
+
+
+for _name in PROTECTED:
+    setattr(AuditEventAdmin, f"{_name}_withheld", _withheld(_name))
 
 
 class AlertNoteInline(_ReadOnly, _NoteInline):

@@ -85,7 +85,7 @@ def test_question_text_sql_and_patients_are_withheld_from_staff_who_are_not_secu
     assert QUESTION.encode() not in page.content
     assert b"patient_identity" not in page.content
     assert b"10001" not in page.content
-    assert page.content.count(b"Withheld: visible to security officers only.") == 3
+    assert page.content.count(b"Withheld: visible to security officers only.") == 4  # + attributes
     look = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).latest("seq")
     assert (look.username, look.details["event"], look.details["protected_shown"]) == (
         "admin",
@@ -124,3 +124,43 @@ def test_alerts_are_for_the_privacy_office_only(
     client.force_login(security_officer)
     assert client.get(f"/admin/audit/alert/{alert.pk}/change/").status_code == 200
     assert AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS, username="sofia.security").count() == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"question__icontains": "address"},
+        {"question__startswith": "what"},
+        {"patients_touched__icontains": "10001"},
+        {"message__icontains": "patient"},
+        {"details__icontains": "hiv"},
+        {"sql_executed__isnull": "False"},
+    ],
+)
+def test_staff_who_are_not_officers_cannot_search_what_is_withheld(
+    admin_client: Client, asked: AuditEvent, query: dict[str, str]
+) -> None:
+    page = admin_client.get(CHANGELIST, query)
+    assert page.status_code == 400  # Django refuses a filter the admin does not allow
+    assert QUESTION.encode() not in page.content
+
+
+def test_a_refusal_naming_a_patient_is_withheld_too(admin_client: Client, cardiology_clinician) -> None:
+    refused = audit_record(
+        user=cardiology_clinician,
+        kind=EventKind.QUESTION,
+        status=EventStatus.DENIED,
+        message="You may not see this: patient 10007 is outside your care relationships.",
+        details={
+            "refused_patients": ["patient 10007"],
+            "interpretation": "Showing the HIV status of patient 10007.",
+        },
+    )
+    page = admin_client.get(f"{CHANGELIST}{refused.seq}/change/")
+    assert page.status_code == 200
+    assert b"10007" not in page.content
+    assert b"HIV status" not in page.content
+    history = admin_client.get(f"{CHANGELIST}{refused.seq}/history/")
+    assert history.status_code == 200
+    look = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).latest("seq")
+    assert look.message == f"audit event {refused.seq} history viewed"
