@@ -17,7 +17,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -51,6 +51,8 @@ from audit.features import (
 from audit.models import (
     Alert,
     AlertLabel,
+    AlertNote,
+    AlertState,
     AuditEvent,
     BaselineModel,
     EventScore,
@@ -248,8 +250,28 @@ def score_events(seqs: Iterable[int]) -> ScoringReport:
         ):
             keys.add((username, local_day(occurred_at, zone)))
     if keys:
-        _score_user_days(keys, report)
+        with transaction.atomic():
+            _lock_user_days(keys)
+            _score_user_days(keys, report)
     return report
+
+
+def _lock_user_days(keys: set[tuple[str, dt.date]]) -> None:
+    """Serialise scorers of the same user-day until commit, so that a day is never written from an older
+    snapshot of its events than the last writer's (the events are read after the lock is held).
+
+    PostgreSQL: transaction-scoped advisory locks, taken in one sorted order (no deadlock between two
+    batches). SQLite: the transaction's write lock, taken at BEGIN (IMMEDIATE), already serialises them.
+    """
+    if connection.vendor != "postgresql":
+        return
+    names = sorted(f"audit-user-day:{username}:{day.isoformat()}" for username, day in keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM "
+            "(SELECT hashtextextended(n, 0) AS h FROM unnest(%s::text[]) AS n ORDER BY 1) AS sorted",
+            [names],
+        )
 
 
 def _score_user_days(keys: set[tuple[str, dt.date]], report: ScoringReport) -> None:
@@ -430,13 +452,39 @@ def _raise_alert(
         report.alerts_new += 1
         transaction.on_commit(lambda: _notify(alert.pk))
         return
+    before = {str(reason.get("code")) for reason in alert.reasons}
+    new_reasons = sorted({str(reason.get("code")) for reason in found} - before)
+    if alert.state in (AlertState.FALSE_POSITIVE, AlertState.RESOLVED) and (new_reasons or risk > alert.risk):
+        # Closed this morning, at it again this afternoon: the day's new behaviour reopens the alert
+        # rather than slipping in under a conclusion reached without it.
+        AlertNote.objects.create(
+            alert=alert,
+            author_name="system",
+            created_at=now,
+            text=f"Reopened by new activity the same day: {', '.join(new_reasons) or 'a higher risk'}.",
+            state_from=alert.state,
+            state_to=AlertState.NEW,
+        )
+        alert.state, alert.label = AlertState.NEW, AlertLabel.NONE
+        transaction.on_commit(lambda: _notify(alert.pk))
     alert.risk = max(alert.risk, risk)
     alert.reasons = found
     alert.summary = summary
     alert.last_event_at = results[-1][0].at
     alert.event_seqs = linked
     alert.updated_at = now
-    alert.save(update_fields=["risk", "reasons", "summary", "last_event_at", "event_seqs", "updated_at"])
+    alert.save(
+        update_fields=[
+            "risk",
+            "reasons",
+            "summary",
+            "last_event_at",
+            "event_seqs",
+            "updated_at",
+            "state",
+            "label",
+        ]
+    )
     report.alerts_updated += 1
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from accessctl.models import BreakGlassSession, MaskingRule, Notification, PolicyRule
@@ -31,6 +34,7 @@ from audit.models import (
 )
 from audit.pipeline import active_baselines, baseline_train, score_events, unscored_count
 from audit.relations import NONE, TEAM, forget_relations, load_relations
+from audit.services import audit_record
 from hisplatform.celery import app as celery_app
 from hisplatform.queries import Answer, answer_sql
 from hisplatform.warehouse.targets import WarehouseTarget
@@ -312,3 +316,73 @@ def test_the_queue_shows_open_alerts_and_pending_break_glass_and_only_to_officer
         ("sec.ito", "ok"),
         ("dr.carter", "denied"),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_scorers_of_one_user_day_never_leave_it_built_from_fewer_events(
+    people: People, scoring: WarehouseTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scorer A reads the day, then is slow to write; scorer B, started after a second event, must wait for
+    A and then read both events, rather than be overwritten by A's older snapshot."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():  # type: ignore[attr-defined]
+        pytest.skip("needs a file database: two connections")
+    from audit import pipeline
+
+    first = _ask(people, "dr.carter", "SELECT gender FROM patients WHERE subject_id = 1", scoring)
+    real = pipeline._store_days
+    reading = threading.Event()
+
+    def slow(*args: Any) -> None:
+        reading.set()
+        time.sleep(1.5)
+        real(*args)
+
+    monkeypatch.setattr(pipeline, "_store_days", slow)
+
+    def scorer_a() -> None:
+        try:
+            pipeline.score_events([first.audit_event or 0])
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=scorer_a)
+    a.start()
+    assert reading.wait(30)
+    monkeypatch.setattr(pipeline, "_store_days", real)
+    second = _ask(people, "dr.carter", "SELECT gender FROM patients WHERE subject_id = 2", scoring)
+    pipeline.score_events([second.audit_event or 0])
+    a.join(60)
+    assert UserDay.objects.get(username="dr.carter").events == 2
+
+
+def test_a_concluded_alert_reopens_when_the_same_day_brings_more(
+    people: People, scoring: WarehouseTarget, django_capture_on_commit_callbacks: CaptureCallbacks
+) -> None:
+    alert, _ = _vip_alert(people, scoring, django_capture_on_commit_callbacks)
+    alert_triage(
+        officer=people["sec.ito"], alert_id=alert.pk, state="false_positive", note="Emergency, fine."
+    )
+    relations = load_relations(scoring)
+    staff_id = next(i for i, s in relations.staff.items() if s.username == "dr.okafor")
+    others = [
+        s
+        for s, f in relations.patients.items()
+        if f.vip
+        and s not in alert.reasons[0]["patients"]
+        and relations.relation(staff_id, "NEURO", s, time.time()) == NONE
+    ]
+    event = audit_record(
+        user=people["dr.okafor"],
+        kind=EventKind.QUESTION,
+        status=EventStatus.ANSWERED,
+        patients_touched=others[:1],
+        row_count=1,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        score_events([event.seq])
+    reopened = Alert.objects.get(pk=alert.pk)
+    assert (reopened.state, reopened.label) == ("new", "")
+    assert reopened.risk > alert.risk
+    note = AlertNote.objects.filter(alert=alert).latest("created_at")
+    assert (note.author_name, note.state_from, note.state_to) == ("system", "false_positive", "new")
+    assert Notification.objects.filter(subject__startswith="Access alert").count() == 2
