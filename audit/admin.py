@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from audit.alerts import is_security_officer
+from audit.alerts import alerts_visible_to, is_security_officer
 from audit.models import Alert, AlertNote, AuditEvent, BaselineModel, Checkpoint, EventKind, EventStatus
 from audit.services import audit_record
 
@@ -176,6 +177,12 @@ class AlertAdmin(_ReadOnly, _AlertAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _is_officer(request)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
+        user = request.user
+        if not isinstance(user, User):
+            return Alert.objects.none()
+        return alerts_visible_to(user)  # never the alerts about the officer reading
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return _is_officer(request) or super().has_module_permission(request)

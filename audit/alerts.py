@@ -57,6 +57,17 @@ def is_security_officer(user: User) -> bool:
     return bool(user.is_active and profile is not None and profile.role == Role.SECURITY_OFFICER)
 
 
+def _about(alert: Alert, user: User) -> bool:
+    """Whether the alert is about this person: by account, or by name (accounts can be renamed)."""
+    return (alert.user_id is not None and alert.user_id == user.pk) or alert.username == user.get_username()
+
+
+def alerts_visible_to(officer: User) -> models.QuerySet[Alert]:
+    """Every alert but those about the officer: a suspected member of the privacy office must not read
+    the case against them."""
+    return Alert.objects.exclude(user_id=officer.pk).exclude(username=officer.get_username())
+
+
 def alert_triage(
     *,
     officer: User,
@@ -108,7 +119,7 @@ def _triage(
     alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
     if alert is None:
         raise AlertError("There is no such alert.", code="not_found")
-    if alert.username == officer.get_username():
+    if _about(alert, officer):
         raise AlertError("Nobody triages an alert about themself.", code="own_alert")
     note = note.strip()
     if len(note) > _NOTE_LIMIT:
@@ -143,7 +154,7 @@ def _triage(
                 raise AlertError(
                     "Alerts are assigned to members of the privacy office only.", code="assignee"
                 )
-            if person.get_username() == alert.username:
+            if _about(alert, person):
                 raise AlertError("Nobody is assigned an alert about themself.", code="own_alert")
             alert.assignee = person
             steps.append(f"assigned to {person.get_username()}")
@@ -225,9 +236,8 @@ def _read(officer: User, what: str, details: dict[str, object]) -> None:
 def review_queue(*, fetched_by: User, limit: int = 50) -> list[QueueItem]:
     """Open alerts by risk, then break-glass sessions awaiting review (escalated first), oldest first."""
     _read(fetched_by, "review queue viewed", {"view": "queue"})
-    alerts = Alert.objects.filter(state__in=[AlertState.NEW, AlertState.INVESTIGATING]).order_by(
-        "-risk", "created_at"
-    )
+    alerts = alerts_visible_to(fetched_by).filter(state__in=[AlertState.NEW, AlertState.INVESTIGATING])
+    alerts = alerts.order_by("-risk", "created_at")
     items = [
         QueueItem("alert", a.pk, a.username, a.role, a.created_at, a.risk, a.state, a.summary)
         for a in alerts[:limit]
@@ -255,8 +265,8 @@ def review_queue(*, fetched_by: User, limit: int = 50) -> list[QueueItem]:
 def alert_detail(*, fetched_by: User, alert_id: int) -> tuple[Alert, list[AlertNote], list[AuditEvent]]:
     """The alert, its triage notes and the events behind it (question text included: officers only)."""
     _read(fetched_by, f"alert {alert_id} viewed", {"alert": alert_id})
-    alert = Alert.objects.filter(pk=alert_id).first()
-    if alert is None:
+    alert = alerts_visible_to(fetched_by).filter(pk=alert_id).first()
+    if alert is None:  # about the reader, or none: the two read alike
         raise AlertError("There is no such alert.", code="not_found")
     events = list(AuditEvent.objects.filter(seq__in=alert.event_seqs).order_by("seq"))
     return alert, list(alert.notes.all()), events

@@ -223,6 +223,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "his-platform@localhost")
+# A mail server that stops answering must not hold up what sends the mail (alerts, break-glass notices).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
 
 # Celery: eager in-process by default (make demo); a worker on Redis when CELERY_BROKER_URL is set.
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "memory://", kind="broker")
@@ -243,6 +245,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_start": 0,
     "interval_step": 0.2,
     "interval_max": 0.5,
+    # A Redis host that drops packets, rather than refusing them, must not hold a request for the TCP timeout.
+    "socket_connect_timeout": 2,
 }
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -18,7 +18,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from accessctl.models import BreakGlassSession, MaskingRule, Notification, PolicyRule
 from accessctl.services import breakglass_open, policy_load_defaults
-from audit.alerts import AlertError, alert_triage
+from audit.alerts import AlertError, alert_detail, alert_triage, review_queue
 from audit.detect import load_baseline
 from audit.models import (
     Alert,
@@ -254,9 +254,18 @@ def test_nobody_triages_an_alert_about_themself(
     people: People, scoring: WarehouseTarget, django_capture_on_commit_callbacks: CaptureCallbacks
 ) -> None:
     alert, _ = _vip_alert(people, scoring, django_capture_on_commit_callbacks)
+    officer = people["sec.ito"]
     Alert.objects.filter(pk=alert.pk).update(username="sec.ito")
     with pytest.raises(AlertError, match="about themself"):
-        alert_triage(officer=people["sec.ito"], alert_id=alert.pk, state="false_positive", note="fine")
+        alert_triage(officer=officer, alert_id=alert.pk, state="false_positive", note="fine")
+    # An account renamed since: the alert still names its id.
+    Alert.objects.filter(pk=alert.pk).update(username="someone.else", user_id=officer.pk)
+    with pytest.raises(AlertError, match="about themself"):
+        alert_triage(officer=officer, alert_id=alert.pk, state="false_positive", note="fine")
+    # Nor may they read it: it is not in their queue, and looks as if it did not exist.
+    assert [item.id for item in review_queue(fetched_by=officer) if item.kind == "alert"] == []
+    with pytest.raises(AlertError, match="There is no such alert"):
+        alert_detail(fetched_by=officer, alert_id=alert.pk)
 
 
 def test_retraining_leaves_out_the_days_of_confirmed_incidents(db: None, settings: SettingsWrapper) -> None:
