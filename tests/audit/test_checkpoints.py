@@ -424,9 +424,11 @@ def test_a_verifier_needs_only_the_public_key(
     assert "holds a private key; it must hold only the public key" in _verify_fails()
 
 
-def test_a_stale_newest_checkpoint_is_warned_about(
+def test_a_stale_tail_fails_verification_once_checkpoints_are_made(
     signing_key: NewSigningKey, record_questions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Deleting the newest checkpoints and rewriting what they covered leaves an unsigned tail that is too
+    old: the same as a stopped task, and as much a reason to fail."""
     from audit.management.commands import audit_verify
 
     record_questions(2)
@@ -434,16 +436,9 @@ def test_a_stale_newest_checkpoint_is_warned_about(
     record_questions(1)
     assert len(_verify()) == 2  # the newer event is seconds old
     monkeypatch.setattr(audit_verify, "STALE_AFTER", dt.timedelta(0))
-    lines = _verify()
-    assert lines[1] == (
-        "Checkpoints: 1 signed checkpoint verifies, covering events 1-2; 1 newer event is covered by the "
-        "hash chain only."
-    )
-    assert lines[2].startswith("Warning: event 3 and later (since ")
-    assert lines[2].endswith(
-        "UTC) are in no signed checkpoint: is the audit.checkpoint task running? (Deleted newest checkpoints "
-        "look the same.)"
-    )
+    failure = _verify_fails()
+    assert failure.startswith("Audit checkpoints STALE: event 3 and later (since ")
+    assert "the newest checkpoints were deleted" in failure
 
 
 # ---------------------------------------------------------------------------------------------------

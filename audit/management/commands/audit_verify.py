@@ -87,17 +87,19 @@ class Command(BaseCommand):
             else:
                 tail = "."
             self.stdout.write(f"Checkpoints: {covered}{tail}")
-        warnings = list(report.warnings)
+        for warning in report.warnings:
+            self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
         since = report.first_unsigned_at
         if report.total and unsigned and since is not None and timezone.now() - since > STALE_AFTER:
+            # Once checkpoints are being made, a tail left unsigned this long is either a stopped task or
+            # deleted newest checkpoints (the way to rewrite it unseen): fail, as for any other doubt.
             when = since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
-            warnings.append(
-                f"event {report.covered_to + 1:,} and later (since {when} UTC) are in no "
-                "signed checkpoint: is the audit.checkpoint task running? (Deleted newest checkpoints "
-                "look the same.)"
+            raise CommandError(
+                f"Audit checkpoints STALE: event {report.covered_to + 1:,} and later (since {when} UTC) are "
+                "in no signed checkpoint although checkpoints are being made: the audit.checkpoint task has "
+                "stopped, or the newest checkpoints were deleted. Compare with the roots logged outside "
+                "the database."
             )
-        for warning in warnings:
-            self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
 
 
 def _count(number: int, noun: str) -> str:
