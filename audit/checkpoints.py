@@ -14,6 +14,8 @@ import binascii
 import dataclasses
 import datetime as dt
 import hashlib
+import json
+import logging
 import os
 import re
 import stat
@@ -44,6 +46,9 @@ _ATTEMPTS = 3
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Group and other permission bits: a private key anyone else can read lets them sign forgeries.
 _LOOSE_BITS = stat.S_IRWXG | stat.S_IRWXO
+
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -494,7 +499,70 @@ def checkpoint_create(
                 checkpoint.save(using=using, force_insert=True)
         except IntegrityError:
             continue  # the same range, inserted by a creator the lock did not see
+        _anchor(checkpoint)
         return checkpoint
+    return None
+
+
+def _anchor_path() -> Path | None:
+    configured = str(getattr(settings, "AUDIT_CHECKPOINT_LOG", "") or "")
+    return Path(configured) if configured else None
+
+
+def _anchor(checkpoint: Checkpoint) -> None:
+    """Append the checkpoint to a log outside the database: deleting checkpoint rows, which the database
+    alone cannot show, then fails `audit_verify`. A failure to write it leaves the checkpoint standing."""
+    path = _anchor_path()
+    if path is None:
+        return
+    line = json.dumps(
+        {"seq_from": checkpoint.seq_from, "seq_to": checkpoint.seq_to, "root": checkpoint.root,
+         "key_id": checkpoint.key_id, "created_at": checkpoint.created_at.isoformat()},
+        sort_keys=True,
+    )  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(line + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+    except OSError:
+        logger.exception(
+            "Checkpoint %s-%s could not be written to %s.", checkpoint.seq_from, checkpoint.seq_to, path
+        )
+
+
+def anchor_problem(*, using: str = DEFAULT_DB_ALIAS) -> str | None:
+    """The first checkpoint logged outside the database that the database no longer holds as logged."""
+    path = _anchor_path()
+    if path is None or not path.exists():
+        return None
+    held = {
+        seq_to: (seq_from, root)
+        for seq_from, seq_to, root in Checkpoint.objects.using(using).values_list(
+            "seq_from", "seq_to", "root"
+        )
+    }
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        return f"the checkpoint log {path} cannot be read ({error.strerror or error})."
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            logged = json.loads(line)
+            seq_from, seq_to, root = int(logged["seq_from"]), int(logged["seq_to"]), str(logged["root"])
+        except (ValueError, KeyError, TypeError):
+            return f"line {number} of the checkpoint log {path} is not a checkpoint."
+        found = held.get(seq_to)
+        if found is None:
+            return (
+                f"checkpoint #{seq_from}-#{seq_to}, logged outside the database, is missing from it "
+                "(deleted): the events it covered may have been rewritten."
+            )
+        if found != (seq_from, root):
+            return f"checkpoint #{seq_from}-#{seq_to} differs from the one logged outside the database (rewritten)."  # noqa: E501
     return None
 
 

@@ -209,6 +209,11 @@ AUDIT_SIGNING_KEY_FILE = env_str(
     "AUDIT_SIGNING_KEY_FILE", str(VAR_DIR / "audit-signing-key.pem") if DEBUG else ""
 )
 AUDIT_VERIFY_KEY_FILE = env_str("AUDIT_VERIFY_KEY_FILE", "")
+# Every checkpoint is also appended here, outside the database (ship it to syslog or WORM storage):
+# `audit_verify` fails when a checkpoint logged here is missing from the database or differs.
+AUDIT_CHECKPOINT_LOG = env_str(
+    "AUDIT_CHECKPOINT_LOG", str(VAR_DIR / "audit-checkpoints.log") if DEBUG else ""
+)
 
 # Mail (break-glass notifications). The embedded demo prints mail on the console.
 EMAIL_BACKEND = env_str(

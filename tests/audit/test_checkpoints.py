@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import stat
 import threading
@@ -127,6 +128,7 @@ def test_the_signed_message_is_fixed_and_versioned() -> None:
 def signing_key(settings: SettingsWrapper, tmp_path: Path) -> NewSigningKey:
     settings.AUDIT_SIGNING_KEY_FILE = str(tmp_path / "keys" / "audit-signing-key.pem")
     settings.AUDIT_VERIFY_KEY_FILE = ""
+    settings.AUDIT_CHECKPOINT_LOG = str(tmp_path / "log" / "audit-checkpoints.log")
     return signing_key_create()
 
 
@@ -713,3 +715,20 @@ def test_creators_at_once_make_one_checkpoint(signing_key: NewSigningKey, record
     ]
     assert list(Checkpoint.objects.values_list("seq_from", "seq_to")) == [(1, 20)]
     assert verify_checkpoints().intact
+
+
+def test_deleting_every_checkpoint_fails_against_the_log_kept_outside_the_database(
+    signing_key: NewSigningKey, record_questions, settings: SettingsWrapper
+) -> None:
+    record_questions(3)
+    checkpoint_create()
+    record_questions(2)
+    checkpoint_create()
+    logged = Path(settings.AUDIT_CHECKPOINT_LOG).read_text().splitlines()
+    assert [json.loads(line)["seq_to"] for line in logged] == [3, 5]
+    assert len(_verify()) == 2
+    Checkpoint.objects.all().delete()  # an owner of the database: no trigger guards checkpoint rows
+    assert _verify_fails() == (
+        "Audit checkpoints FAIL against the log kept outside the database: checkpoint #1-#3, logged outside "
+        "the database, is missing from it (deleted): the events it covered may have been rewritten."
+    )

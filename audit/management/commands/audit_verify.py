@@ -10,7 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from audit.chain import AUDIT_TABLES, ChainReport, verify_chain
-from audit.checkpoints import CheckpointReport, verify_checkpoints
+from audit.checkpoints import CheckpointReport, anchor_problem, verify_checkpoints
 from audit.models import Checkpoint
 
 # Beat signs every 15 minutes: events unsigned for four times that mean checkpoints have stopped, or
@@ -87,6 +87,11 @@ class Command(BaseCommand):
             else:
                 tail = "."
             self.stdout.write(f"Checkpoints: {covered}{tail}")
+        anchored = anchor_problem(using=DEFAULT_DB_ALIAS)
+        if anchored is not None:
+            raise CommandError(
+                f"Audit checkpoints FAIL against the log kept outside the database: {anchored}"
+            )
         for warning in report.warnings:
             self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
         since = report.first_unsigned_at
