@@ -79,10 +79,19 @@ class _Appender:
         # batch would cost more than the batch.
         try:
             events = append([prepared for prepared, _ in waiting], queue_scoring=False)
-        except BaseException as error:  # every waiting request learns that its event was not stored
-            for _, done in waiting:
-                done.set_exception(error)
-            connection.close()  # a broken connection must not poison the next batch
+        except Exception:
+            connection.close()  # a broken connection must not poison the next attempt
+            if len(waiting) == 1:
+                _, done = waiting[0]
+                try:
+                    done.set_result(append([waiting[0][0]], queue_scoring=False))
+                except Exception as error:  # the request learns that its event was not stored
+                    done.set_exception(error)
+                    connection.close()
+                return
+            # One refused event must not fail its neighbours: each is tried again on its own.
+            for one in waiting:
+                _Appender._append([one], append)
             return
         for (_, done), event in zip(waiting, events, strict=True):
             done.set_result(event)
@@ -90,6 +99,15 @@ class _Appender:
 
 _APPENDER: _Appender | None = None
 _LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    # A fork while another thread held the lock would leave the child waiting on it for ever.
+    global _APPENDER, _LOCK
+    _APPENDER, _LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def append_grouped(prepared: dict[str, Any]) -> AuditEvent:

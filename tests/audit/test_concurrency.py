@@ -275,3 +275,29 @@ def test_processes_appending_at_once_make_one_chain_and_the_command_exits_accord
     broken = _manage(url, "audit_verify")
     assert broken.returncode == 1
     assert "CommandError: Audit chain BROKEN at event seq 7 (edited)" in broken.stderr
+
+
+@needs_file_database
+@pytest.mark.django_db(transaction=True)
+def test_one_refused_event_does_not_fail_the_events_appended_with_it(group_commit: None) -> None:
+    outcomes: dict[int, str] = {}
+
+    def append(writer: int) -> None:
+        try:
+            audit_record(
+                user=None,
+                kind=EventKind.QUESTION,
+                status=EventStatus.ANSWERED,
+                username=f"w{writer}",
+                row_count=2**70 if writer == 3 else 1,  # too large for the column: the database refuses it
+            )
+            outcomes[writer] = "stored"
+        except Exception:
+            outcomes[writer] = "refused"
+
+    assert _in_threads(append, WRITERS) == []
+    assert outcomes == {writer: "refused" if writer == 3 else "stored" for writer in range(WRITERS)}
+    assert sorted(AuditEvent.objects.values_list("username", flat=True)) == sorted(
+        f"w{writer}" for writer in range(WRITERS) if writer != 3
+    )
+    assert verify_chain().intact
