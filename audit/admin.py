@@ -53,18 +53,66 @@ def _is_officer(request: HttpRequest) -> bool:
     return isinstance(user, User) and is_security_officer(user)
 
 
-def record_audit_read(request: HttpRequest, what: str, details: dict[str, Any]) -> None:
-    """Reading the audit trail is itself an audit event: who looked at what, and through which page."""
+def record_audit_read(
+    request: HttpRequest, what: str, details: dict[str, Any], *, allowed: bool = True
+) -> None:
+    """Reading the audit trail is itself an audit event: who looked at what, and through which page;
+    an attempt refused is one too."""
     user = request.user
     audit_record(
         user=user if isinstance(user, User) else None,
         kind=EventKind.AUDIT_ACCESS,
-        status=EventStatus.OK,
+        status=EventStatus.OK if allowed else EventStatus.DENIED,
         client_addr=str(request.META.get("REMOTE_ADDR") or ""),
         user_agent=str(request.META.get("HTTP_USER_AGENT") or ""),
         message=what,
         details={"path": request.path, **details},
     )
+
+
+class _AuditedReads:
+    """Every page of these admins, shown or refused, leaves an audit event naming what was asked for."""
+
+    reads: str = "audit records"  # what a page of this admin shows, in the event's message
+
+    def _record(self, request: HttpRequest, what: str, details: dict[str, Any]) -> None:
+        allowed = self.has_view_permission(request)  # type: ignore[attr-defined]
+        record_audit_read(request, what if allowed else f"refused: {what}", details, allowed=allowed)
+
+    def _details(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        return {"object": object_id[:20]}
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        self._record(request, f"{self.reads} list viewed", {"query": dict(request.GET.lists())})
+        return super().changelist_view(request, extra_context)  # type: ignore[misc,no-any-return]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        self._record(request, f"{self.reads} {object_id[:20]} viewed", self._details(request, object_id))
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc,no-any-return]
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        self._record(
+            request, f"{self.reads} {object_id[:20]} history viewed", self._details(request, object_id)
+        )
+        return super().history_view(request, object_id, extra_context)  # type: ignore[misc,no-any-return]
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        self._record(
+            request, f"{self.reads} {object_id[:20]} deletion page asked for", {"object": object_id[:20]}
+        )
+        return super().delete_view(request, object_id, extra_context)  # type: ignore[misc,no-any-return]
 
 
 class _ReadOnly:
@@ -79,7 +127,7 @@ class _ReadOnly:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(_ReadOnly, _ModelAdmin):
+class AuditEventAdmin(_AuditedReads, _ReadOnly, _ModelAdmin):
     list_display = (
         "seq",
         "occurred_at",
@@ -114,36 +162,10 @@ class AuditEventAdmin(_ReadOnly, _ModelAdmin):
             return False
         return super().lookup_allowed(lookup, value, request)
 
-    def history_view(
-        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if self.has_view_permission(request):
-            record_audit_read(
-                request, f"audit event {object_id[:20]} history viewed", {"event": object_id[:20]}
-            )
-        return super().history_view(request, object_id, extra_context)
+    reads = "audit event"
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if self.has_view_permission(request):
-            record_audit_read(request, "audit trail list viewed", {"query": dict(request.GET.lists())})
-        return super().changelist_view(request, extra_context)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if self.has_view_permission(request):
-            record_audit_read(
-                request,
-                f"audit event {object_id[:20]} viewed",
-                {"event": object_id[:20], "protected_shown": _is_officer(request)},
-            )
-        return super().change_view(request, object_id, form_url, extra_context)
+    def _details(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        return {"event": object_id[:20], "protected_shown": _is_officer(request)}
 
 
 def _withheld(name: str) -> Any:
@@ -165,7 +187,7 @@ class AlertNoteInline(_ReadOnly, _NoteInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(_ReadOnly, _AlertAdmin):
+class AlertAdmin(_AuditedReads, _ReadOnly, _AlertAdmin):
     """Alerts name patients in their reasons: the privacy office only. Triage goes through its services."""
 
     list_display = ("id", "day", "username", "role", "risk", "state", "assignee", "summary")
@@ -187,27 +209,12 @@ class AlertAdmin(_ReadOnly, _AlertAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return _is_officer(request) or super().has_module_permission(request)
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if self.has_view_permission(request):
-            record_audit_read(request, "alert list viewed", {"query": dict(request.GET.lists())})
-        return super().changelist_view(request, extra_context)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if self.has_view_permission(request):
-            record_audit_read(request, f"alert {object_id[:20]} viewed", {"alert": object_id[:20]})
-        return super().change_view(request, object_id, form_url, extra_context)
+    reads = "alert"
 
 
 @admin.register(BaselineModel)
-class BaselineModelAdmin(_ReadOnly, _BaselineAdmin):
+class BaselineModelAdmin(_AuditedReads, _ReadOnly, _BaselineAdmin):
+    reads = "baseline model"
     list_display = (
         "role",
         "trained_at",
@@ -223,6 +230,7 @@ class BaselineModelAdmin(_ReadOnly, _BaselineAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(_ReadOnly, _CheckpointAdmin):
+class CheckpointAdmin(_AuditedReads, _ReadOnly, _CheckpointAdmin):
+    reads = "checkpoint"
     list_display = ("seq_from", "seq_to", "created_at", "root", "key_id")
     ordering = ("-seq_to",)

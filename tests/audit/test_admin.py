@@ -164,3 +164,24 @@ def test_a_refusal_naming_a_patient_is_withheld_too(admin_client: Client, cardio
     assert history.status_code == 200
     look = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).latest("seq")
     assert look.message == f"audit event {refused.seq} history viewed"
+
+
+def test_refused_looks_are_recorded_too(admin_client: Client, client: Client, cardiology_clinician) -> None:
+    from django.utils import timezone
+
+    now = timezone.now()
+    alert = Alert.objects.create(
+        username="carla.cardio", role="clinician", day=now.date(), created_at=now, updated_at=now, risk=97,
+        summary="Opened a VIP patient's record", first_event_at=now, last_event_at=now,
+    )  # fmt: skip
+    assert admin_client.get("/admin/audit/alert/").status_code == 403
+    assert admin_client.get(f"/admin/audit/alert/{alert.pk}/change/").status_code == 403
+    assert admin_client.get("/admin/audit/auditevent/1/delete/").status_code == 403
+    assert admin_client.get("/admin/audit/checkpoint/").status_code == 200
+    looks = AuditEvent.objects.filter(kind=EventKind.AUDIT_ACCESS).order_by("seq")
+    assert [(e.status, e.message) for e in looks] == [
+        ("denied", "refused: alert list viewed"),
+        ("denied", f"refused: alert {alert.pk} viewed"),
+        ("ok", "audit event 1 deletion page asked for"),
+        ("ok", "checkpoint list viewed"),
+    ]

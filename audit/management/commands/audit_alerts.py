@@ -8,7 +8,8 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.alerts import AlertError, alert_detail, alert_triage, review_queue
-from audit.models import AlertState
+from audit.models import AlertState, EventKind, EventStatus
+from audit.services import audit_record
 
 
 class Command(BaseCommand):
@@ -29,6 +30,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         officer = User.objects.filter(username=options["user"], is_active=True).first()
         if officer is None:
+            audit_record(
+                user=None,
+                kind=EventKind.AUDIT_ACCESS,
+                status=EventStatus.DENIED,
+                username=str(options["user"])[:150],
+                client_addr="cli",
+                message="refused: alerts asked for by an unknown or inactive account",
+            )
             raise CommandError(f"No active account {options['user'][:150]!r}.")
         try:
             if options["triage"] is not None:
