@@ -78,8 +78,9 @@ _URL_SCHEMES = {
     "warehouse": {"sqlite", "postgres", "postgresql"},
     "broker": {"redis", "rediss", "memory"},
     "result_backend": {"redis", "rediss", "cache+memory"},
+    "cache": {"redis", "rediss", "locmem"},
 }
-_HOSTLESS = {"sqlite", "memory", "cache+memory"}
+_HOSTLESS = {"sqlite", "memory", "cache+memory", "locmem"}
 
 
 def _redacted(url: str) -> str:

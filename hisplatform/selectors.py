@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
 from accessctl.models import Notification
+from audit.models import AuditEvent, EventKind
 from hisplatform.models import ROLE_CAPABILITIES, ResearchProject, StaffProfile
 from hisplatform.warehouse.executor import WarehouseError
 from hisplatform.warehouse.organisation import DEPARTMENT_BY_CODE
@@ -49,3 +51,31 @@ def home_context_for(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any
 def _department_name(code: str) -> str:
     department = DEPARTMENT_BY_CODE.get(code)
     return f"{department.name} ({code})" if department else code
+
+
+# Questions asked through these channels are a person's own history; dashboards and hand-written SQL
+# (tests, benchmarks) are recorded too, but nobody typed them.
+HISTORY_CHANNELS: Final = ("web", "api", "cli")
+
+
+@dataclass(frozen=True)
+class PastQuestion:
+    audit_event: int
+    asked_at: dt.datetime
+    question: str
+    status: str
+    purpose: str
+
+
+def question_history(*, fetched_by: AbstractBaseUser | AnonymousUser, limit: int = 20) -> list[PastQuestion]:
+    """The questions this user asked, newest first: their own words and what became of them, no answers."""
+    if not fetched_by.is_authenticated or fetched_by.pk is None:
+        return []
+    events = (
+        AuditEvent.objects.filter(
+            user_id=fetched_by.pk, kind=EventKind.QUESTION, details__channel__in=HISTORY_CHANNELS
+        )
+        .order_by("-seq")
+        .values_list("seq", "occurred_at", "question", "status", "purpose_of_use")[:limit]
+    )
+    return [PastQuestion(*row) for row in events]

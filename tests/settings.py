@@ -30,3 +30,5 @@ AUDIT_SCORE_ON_COMMIT = False
 # The group-commit appender keeps a connection in a thread of its own; its tests switch it on and stop
 # it afterwards, so that no connection outlives the test database.
 AUDIT_GROUP_COMMIT = False
+# The test client and live server speak plain HTTP on loopback; production redirects to HTTPS.
+SECURE_SSL_REDIRECT = False

@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from accessctl.models import MaskingRule, PolicyRule
+from accessctl.readpolicy import forget_catalogs
+from accessctl.services import policy_load_defaults
+from hisplatform.warehouse.targets import WarehouseTarget
+from tests.accessctl.conftest import NOON, People, _make_people
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No background traffic: hospital intranets, like this machine, have no route to Google.
@@ -48,3 +55,38 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     yield page
     context.close()
+
+
+# Screenshots of every page a journey visits, kept as test artifacts (CI uploads this folder).
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "var" / "screenshots")
+)
+
+
+def shot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot as SCREENSHOTS/NAME.png and return its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Page, base: str, username: str, password: str) -> None:
+    """Sign in through the login form, as a person would, and wait for the home page."""
+    page.goto(f"{base}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+
+
+@pytest.fixture
+def hospital(settings: Any, db: None, sqlite_warehouse: WarehouseTarget) -> People:
+    """The demo hospital's people (DEMO_STAFF usernames, password tests.factories.PASSWORD) with the
+    live server reading the seeded SQLite warehouse as of noon on its reference day."""
+    if not PolicyRule.objects.exists() or not MaskingRule.objects.exists():
+        policy_load_defaults()  # a flushing test before this one may have removed the shipped policy
+    forget_catalogs()
+    settings.WAREHOUSE_URL = sqlite_warehouse.url
+    settings.NLQ_NOW = NOON.strftime("%Y-%m-%d %H:%M:%S")
+    return _make_people(sqlite_warehouse)

@@ -61,6 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         "DATABASE_URL": f"{PG_SERVER}/{name}",
         "CELERY_BROKER_URL": REDIS_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
+        "CACHE_URL": REDIS_URL,
         "HIS_VAR_DIR": str(logs),
     }
     subprocess.run(
