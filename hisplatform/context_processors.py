@@ -16,7 +16,7 @@ from hisplatform.models import Role, StaffProfile
 _ASKING_ROLES: Final = frozenset(
     {Role.CLINICIAN, Role.NURSE, Role.DEPARTMENT_HEAD, Role.RESEARCHER, Role.ADMINISTRATOR}
 )
-_DASHBOARD_ROLES: Final = frozenset({Role.ADMINISTRATOR, Role.DEPARTMENT_HEAD})
+_DASHBOARD_ROLES: Final = frozenset({Role.ADMINISTRATOR})
 
 
 @dataclass(frozen=True)
