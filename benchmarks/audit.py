@@ -3,6 +3,10 @@ a Celery worker on Redis, and the store at millions of events. Runs in a process
 differ from the other sections'), against a throwaway PostgreSQL database:
 
     python -m benchmarks.audit [--repeats 5] [--store-events 1000000] [--json PATH]
+
+The embedded default's appends, on a throwaway SQLite file instead:
+
+    BENCH_AUDIT_APP_DB=sqlite python -m benchmarks.audit --parts append
 """
 
 from __future__ import annotations
@@ -30,15 +34,19 @@ PG_SERVER: Final = os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.
 REDIS: Final = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
 WAREHOUSE: Final = ROOT / "var" / "bench" / "audit-warehouse.sqlite3"
 DATABASE: Final = f"his_bench_audit_{uuid.uuid4().hex[:8]}"
+_ON_SQLITE: Final = os.environ.get("BENCH_AUDIT_APP_DB", "postgresql") == "sqlite"
 
 # The settings of this process: set before Django starts, and passed on to the worker it starts.
 ENVIRONMENT: Final = {
     "DJANGO_SETTINGS_MODULE": "hisplatform.settings",
     "DEBUG": "1",
-    "DATABASE_URL": f"{PG_SERVER}/{DATABASE}",
+    "DATABASE_URL": f"sqlite:///{WAREHOUSE.parent / DATABASE}.sqlite3"
+    if _ON_SQLITE
+    else f"{PG_SERVER}/{DATABASE}",
     "WAREHOUSE_URL": f"sqlite:///{WAREHOUSE}",
     "CELERY_BROKER_URL": REDIS,
     "CELERY_RESULT_BACKEND": REDIS,
+    "CACHE_URL": REDIS,
     "CELERY_TASK_ALWAYS_EAGER": "0",
     "AUDIT_SCORE_ON_COMMIT": "0",
     "AUDIT_GROUP_COMMIT": "1",
@@ -344,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     _seed_warehouse()
+    if _ON_SQLITE:  # a file, as in production, not Django's in-memory test database; removed afterwards
+        connection.settings_dict["TEST"]["NAME"] = str(WAREHOUSE.parent / f"test_{DATABASE}.sqlite3")
     old = setup_databases(verbosity=0, interactive=False)
     try:
         result: dict[str, Any] = {}
@@ -367,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_audit(result: dict[str, Any]) -> None:
-    print("\n== audit store on PostgreSQL (medians) ==")
+    print(f"\n== audit store on {'SQLite' if _ON_SQLITE else 'PostgreSQL'} (medians) ==")
     if "append" in result:
         _print_append(result["append"])
     if "scoring" in result:
