@@ -145,8 +145,9 @@ def _denied(subject: Subject, purpose: str, decision: ClassDecision) -> str:
     if decision.reason:
         return decision.reason
     role = Role(subject.role).label.lower() if subject.role in Role.values else "account"
+    article = "an" if role[0] in "aeiou" else "a"
     return (
-        f"No policy lets a {role} see {_class_label(decision.data_class).lower()} for the purpose "
+        f"No policy lets {article} {role} see {_class_label(decision.data_class).lower()} for the purpose "
         f"{Purpose(purpose).label.lower() if purpose in Purpose.values else purpose}."
     )
 
