@@ -314,11 +314,17 @@ def answer_sql(
     now: dt.datetime | None = None,
     target: WarehouseTarget | None = None,
     project: str | None = None,
+    channel: str = "sql",
+    label: str = "",
+    client_addr: str = "",
+    user_agent: str = "",
 ) -> Answer:
     """Run hand-written SQL through decide, rewrite, execute and record, as if the compiler wrote it.
 
     Not offered to users (they ask questions); it is how tests and benchmarks show that the safety of
-    the pipeline does not depend on the SQL the compiler happens to write.
+    the pipeline does not depend on the SQL the compiler happens to write, and how the dashboards run
+    their own figures (channel "dashboard"). `label` is what the audit trail records as the question
+    (default "[sql] " and the SQL).
     """
 
     def body(run: _Run) -> Answer:
@@ -328,11 +334,11 @@ def answer_sql(
 
     return _pipeline(
         user=user,
-        question=f"[sql] {sql}",
-        channel="sql",
+        question=label or f"[sql] {sql}",
+        channel=channel,
         purpose=purpose,
         now=now,
-        client=("", ""),
+        client=(client_addr, user_agent),
         body=body,
         project=project,
     )
