@@ -28,7 +28,7 @@ from accessctl.models import (
 )
 from accessctl.policy import reload_policy, validate_rule
 from accessctl.profiles import DEFAULT_LINES, validate_line
-from audit.models import EventKind, EventStatus
+from audit.models import AuditEvent, EventKind, EventStatus
 from audit.services import audit_record
 from hisplatform.models import ResearchProject, Role, StaffProfile
 from hisplatform.warehouse.executor import WarehouseError, execute_readonly
@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 BREAKGLASS_ROLES: Final = frozenset({Role.CLINICIAN, Role.NURSE, Role.DEPARTMENT_HEAD})
 # A justification shorter than this says nothing a reviewer can check ("emergency").
 MIN_JUSTIFICATION_CHARS: Final = 20
+# After this many wrong passwords within the window, break-glass stops checking passwords for the account:
+# someone at an unlocked, signed-in screen cannot guess the password through the form.
+BREAKGLASS_PASSWORD_TRIES: Final = 5
+BREAKGLASS_PASSWORD_WINDOW: Final = dt.timedelta(minutes=15)
 _SUBJECT_CHARS: Final = Notification._meta.get_field("subject").max_length
 
 
@@ -195,7 +199,8 @@ def pseudonym_key_rotate(*, project: str, changed_by: AbstractBaseUser, reason: 
 # --- Break-glass ----------------------------------------------------------------------------------------
 
 
-def _security_officers() -> list[User]:
+def security_officers() -> list[User]:
+    """The active members of the privacy office, by username: who is notified and who reviews."""
     return list(User.objects.filter(is_active=True, profile__role=Role.SECURITY_OFFICER).order_by("username"))
 
 
@@ -283,6 +288,21 @@ def breakglass_open(
             "Break-glass is for clinical staff; researchers, administrators and the privacy office "
             "cannot open it.",
             "role",
+        )
+    # Counted from the audit trail (its own clock, whatever `now` a caller replays with).
+    wrong = AuditEvent.objects.filter(
+        kind=EventKind.BREAKGLASS_OPEN,
+        status=EventStatus.DENIED,
+        user_id=user.pk,
+        occurred_at__gte=timezone.now() - BREAKGLASS_PASSWORD_WINDOW,
+        details__code="password",
+    ).count()
+    if wrong >= BREAKGLASS_PASSWORD_TRIES:
+        minutes = int(BREAKGLASS_PASSWORD_WINDOW.total_seconds() // 60)
+        raise refuse(
+            f"Break-glass is locked for your account after {wrong} wrong passwords in {minutes} minutes; "
+            "try again later, or ask a colleague who can open it. Every attempt is in the audit trail.",
+            "password_locked",
         )
     if not user.check_password(password):
         raise refuse("The password is not correct; break-glass needs your own password.", "password")
@@ -382,7 +402,7 @@ def _open(
     )
     heading = "ESCALATED: " if session.escalated else ""
     _notify(
-        users=_security_officers(),
+        users=security_officers(),
         # Cut to the column's length: a long username or unit name must not make the opening fail.
         subject=f"{heading}Break-glass opened by {session.username} ({session.target()})"[:_SUBJECT_CHARS],
         body=(

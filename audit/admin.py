@@ -14,8 +14,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from audit.alerts import alerts_visible_to, is_security_officer
-from audit.models import Alert, AlertNote, AuditEvent, BaselineModel, Checkpoint, EventKind, EventStatus
-from audit.services import audit_record
+from audit.models import Alert, AlertNote, AuditEvent, BaselineModel, Checkpoint, EventStatus
+from audit.services import audit_access_record
+from audit.signals import client_details
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[AuditEvent]
@@ -53,23 +54,6 @@ def _is_officer(request: HttpRequest) -> bool:
     return isinstance(user, User) and is_security_officer(user)
 
 
-def record_audit_read(
-    request: HttpRequest, what: str, details: dict[str, Any], *, allowed: bool = True
-) -> None:
-    """Reading the audit trail is itself an audit event: who looked at what, and through which page;
-    an attempt refused is one too."""
-    user = request.user
-    audit_record(
-        user=user if isinstance(user, User) else None,
-        kind=EventKind.AUDIT_ACCESS,
-        status=EventStatus.OK if allowed else EventStatus.DENIED,
-        client_addr=str(request.META.get("REMOTE_ADDR") or ""),
-        user_agent=str(request.META.get("HTTP_USER_AGENT") or ""),
-        message=what,
-        details={"path": request.path, **details},
-    )
-
-
 class _AuditedReads:
     """Every page of these admins, shown or refused, leaves an audit event naming what was asked for."""
 
@@ -77,7 +61,14 @@ class _AuditedReads:
 
     def _record(self, request: HttpRequest, what: str, details: dict[str, Any]) -> None:
         allowed = self.has_view_permission(request)  # type: ignore[attr-defined]
-        record_audit_read(request, what if allowed else f"refused: {what}", details, allowed=allowed)
+        user = request.user
+        audit_access_record(
+            user=user if isinstance(user, User) else None,
+            status=EventStatus.OK if allowed else EventStatus.DENIED,
+            what=what if allowed else f"refused: {what}",
+            details={"path": request.path, **details},
+            **client_details(request),
+        )
 
     def _details(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
         return {"object": object_id[:20]}

@@ -11,11 +11,13 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mass_mail
 from django.db import models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accessctl.models import BreakGlassSession, Notification
+from accessctl.services import security_officers
 from audit.models import Alert, AlertLabel, AlertNote, AlertState, AuditEvent, EventKind, EventStatus
-from audit.services import audit_record
+from audit.services import audit_access_record, audit_record
 from hisplatform.models import Role
 
 logger = logging.getLogger(__name__)
@@ -46,10 +48,6 @@ class AlertError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
-
-
-def security_officers() -> list[User]:
-    return list(User.objects.filter(is_active=True, profile__role=Role.SECURITY_OFFICER).order_by("username"))
 
 
 def is_security_officer(user: User) -> bool:
@@ -219,24 +217,36 @@ class QueueItem:
     summary: str
 
 
-def _read(officer: User, what: str, details: dict[str, object]) -> None:
+def _read(
+    officer: User, what: str, details: dict[str, object], *, client_addr: str = "", user_agent: str = ""
+) -> None:
     """Refuse anyone but the privacy office, and record the read (or the refusal) either way."""
     allowed = is_security_officer(officer)
-    audit_record(
+    audit_access_record(
         user=officer,
-        kind=EventKind.AUDIT_ACCESS,
         status=EventStatus.OK if allowed else EventStatus.DENIED,
-        message=what if allowed else f"refused: {what}",
+        what=what if allowed else f"refused: {what}",
         details=details,
+        client_addr=client_addr,
+        user_agent=user_agent,
     )
     if not allowed:
         raise AlertError("Only the privacy office reads alerts and break-glass reviews.", code="role")
 
 
+OPEN_STATES: Final = (AlertState.NEW, AlertState.INVESTIGATING)
+# The console's queue filter: the open alerts (the default), every alert, or one state.
+QUEUE_FILTERS: Final[dict[str, str]] = {
+    "open": "Open (new or investigating)",
+    **{state.value: state.label for state in AlertState},
+    "all": "All alerts",
+}
+
+
 def review_queue(*, fetched_by: User, limit: int = 50) -> list[QueueItem]:
     """Open alerts by risk, then break-glass sessions awaiting review (escalated first), oldest first."""
     _read(fetched_by, "review queue viewed", {"view": "queue"})
-    alerts = alerts_visible_to(fetched_by).filter(state__in=[AlertState.NEW, AlertState.INVESTIGATING])
+    alerts = alerts_visible_to(fetched_by).filter(state__in=OPEN_STATES)
     alerts = alerts.order_by("-risk", "created_at")
     items = [
         QueueItem("alert", a.pk, a.username, a.role, a.created_at, a.risk, a.state, a.summary)
@@ -262,10 +272,47 @@ def review_queue(*, fetched_by: User, limit: int = 50) -> list[QueueItem]:
     return items
 
 
-def alert_detail(*, fetched_by: User, alert_id: int) -> tuple[Alert, list[AlertNote], list[AuditEvent]]:
+def alert_queue(
+    *, fetched_by: User, shown: str = "open", client_addr: str = "", user_agent: str = ""
+) -> QuerySet[Alert]:
+    """The alerts of one QUEUE_FILTERS entry (default: open), riskiest first, never those about the reader.
+
+    For paging: the assignee comes with each alert. An unknown filter raises AlertError "filter".
+    """
+    if shown not in QUEUE_FILTERS:
+        raise AlertError(f"Show one of: {', '.join(QUEUE_FILTERS)}.", code="filter")
+    _read(
+        fetched_by,
+        "alert queue viewed",
+        {"view": "alerts", "shown": shown},
+        client_addr=client_addr,
+        user_agent=user_agent,
+    )
+    alerts = alerts_visible_to(fetched_by).select_related("assignee")
+    if shown == "open":
+        alerts = alerts.filter(state__in=OPEN_STATES)
+    elif shown != "all":
+        alerts = alerts.filter(state=shown)
+    return alerts.order_by("-risk", "created_at", "pk")
+
+
+def alert_assignees(*, alert: Alert) -> list[User]:
+    """Who an alert may be assigned to: the privacy office, but never someone the alert is about."""
+    return [user for user in security_officers() if not _about(alert, user)]
+
+
+def alert_detail(
+    *, fetched_by: User, alert_id: int, client_addr: str = "", user_agent: str = ""
+) -> tuple[Alert, list[AlertNote], list[AuditEvent]]:
     """The alert, its triage notes and the events behind it (question text included: officers only)."""
-    _read(fetched_by, f"alert {alert_id} viewed", {"alert": alert_id})
-    alert = alerts_visible_to(fetched_by).filter(pk=alert_id).first()
+    _read(
+        fetched_by,
+        f"alert {alert_id} viewed",
+        {"alert": alert_id},
+        client_addr=client_addr,
+        user_agent=user_agent,
+    )
+    alert = alerts_visible_to(fetched_by).select_related("assignee").filter(pk=alert_id).first()
     if alert is None:  # about the reader, or none: the two read alike
         raise AlertError("There is no such alert.", code="not_found")
     events = list(AuditEvent.objects.filter(seq__in=alert.event_seqs).order_by("seq"))

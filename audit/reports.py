@@ -29,9 +29,10 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from accessctl.models import BreakGlassSession, Notification
-from audit.alerts import is_security_officer, security_officers
+from accessctl.services import security_officers
+from audit.alerts import is_security_officer
 from audit.models import Alert, AlertState, AuditEvent, EventKind, EventStatus
-from audit.services import audit_record
+from audit.services import audit_access_record
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,14 @@ def previous_week_start(*, today: dt.date | None = None) -> dt.date:
     return today - dt.timedelta(days=today.weekday() + 7)
 
 
-def weekly_report(*, fetched_by: User, week_start: dt.date, channel: str = "") -> WeeklyReport:
+def weekly_report(
+    *,
+    fetched_by: User,
+    week_start: dt.date,
+    channel: str = "",
+    client_addr: str = "",
+    user_agent: str = "",
+) -> WeeklyReport:
     """The report of the ISO week holding `week_start` (any day of it names the week).
 
     Security officers only; the read is recorded (status ok), and so is a refusal (status denied,
@@ -191,14 +199,21 @@ def weekly_report(*, fetched_by: User, week_start: dt.date, channel: str = "") -
         monday = _week_monday(week_start)
         report = _build_weekly(monday)
     except ReportError as error:
-        _record_read(fetched_by, None, EventStatus.DENIED, error.message, {**asked, "code": error.code})
+        audit_access_record(
+            user=fetched_by,
+            status=EventStatus.DENIED,
+            what=error.message,
+            details={**asked, "code": error.code},
+            client_addr=client_addr,
+            user_agent=user_agent,
+        )
         raise
-    _record_read(
-        fetched_by,
-        None,
-        EventStatus.OK,
-        f"weekly report for the week of {monday.isoformat()}",
-        {**asked, "week_start": monday.isoformat(), "week_end": report.week_end.isoformat()},
+    audit_access_record(
+        user=fetched_by,
+        what=f"weekly report for the week of {monday.isoformat()}",
+        details={**asked, "week_start": monday.isoformat(), "week_end": report.week_end.isoformat()},
+        client_addr=client_addr,
+        user_agent=user_agent,
     )
     return report
 
@@ -221,12 +236,11 @@ def weekly_report_send(*, week_start: dt.date | None = None) -> WeeklyReportDeli
     # Built before the transaction: on SQLite an open write transaction holds every audit append back.
     report = _build_weekly(monday)
     with transaction.atomic():
-        _record_read(
-            None,
-            SYSTEM_READER,
-            EventStatus.OK,
-            f"weekly report for the week of {monday.isoformat()} sent to the privacy office",
-            {
+        audit_access_record(
+            user=None,
+            username=SYSTEM_READER,
+            what=f"weekly report for the week of {monday.isoformat()} sent to the privacy office",
+            details={
                 "report": "weekly",
                 "week_start": monday.isoformat(),
                 "week_end": report.week_end.isoformat(),
@@ -510,6 +524,8 @@ def disclosures_for_patient(
     since: dt.date | None = None,
     until: dt.date | None = None,
     channel: str = "",
+    client_addr: str = "",
+    user_agent: str = "",
 ) -> list[Disclosure]:
     """Every answered question and export that showed this patient's data, newest first.
 
@@ -528,14 +544,21 @@ def disclosures_for_patient(
             raise ReportError("Only the privacy office reads the audit reports.", code="role")
         disclosures = _disclosures(subject_id, since, until)
     except ReportError as error:
-        _record_read(fetched_by, None, EventStatus.DENIED, error.message, {**asked, "code": error.code})
+        audit_access_record(
+            user=fetched_by,
+            status=EventStatus.DENIED,
+            what=error.message,
+            details={**asked, "code": error.code},
+            client_addr=client_addr,
+            user_agent=user_agent,
+        )
         raise
-    _record_read(
-        fetched_by,
-        None,
-        EventStatus.OK,
-        f"accounting of disclosures for patient {subject_id}",
-        {**asked, "disclosures": len(disclosures)},
+    audit_access_record(
+        user=fetched_by,
+        what=f"accounting of disclosures for patient {subject_id}",
+        details={**asked, "disclosures": len(disclosures)},
+        client_addr=client_addr,
+        user_agent=user_agent,
     )
     return disclosures
 
@@ -551,7 +574,7 @@ def _disclosures(subject_id: int, since: dt.date | None, until: dt.date | None) 
     for day in (since, until):
         if day is not None and not _EARLIEST_YEAR <= day.year < dt.MAXYEAR:
             raise ReportError(f"{day.isoformat()} is not a date the audit can hold.", code="bad_range")
-    events = _disclosed(_touching(AuditEvent.objects.all(), subject_id))
+    events = _disclosed(events_touching_patient(AuditEvent.objects.all(), subject_id))
     if since is not None:
         events = events.filter(occurred_at__gte=_local_midnight(since))
     if until is not None:
@@ -587,7 +610,7 @@ def _disclosures(subject_id: int, since: dt.date | None, until: dt.date | None) 
     ]
 
 
-def _touching(events: QuerySet[AuditEvent], subject_id: int) -> QuerySet[AuditEvent]:
+def events_touching_patient(events: QuerySet[AuditEvent], subject_id: int) -> QuerySet[AuditEvent]:
     """The events whose patients_touched lists this subject_id: element equality, never text matching.
 
     PostgreSQL: jsonb containment (`patients_touched @> '[N]'`), which a GIN index on the column
@@ -636,25 +659,12 @@ def disclosures_csv(disclosures: Iterable[Disclosure]) -> str:
 
 def report_refuse_unknown_reader(*, username: str, details: Mapping[str, Any]) -> None:
     """Record a report asked for in the name of no active account (e.g. a mistyped --user)."""
-    _record_read(
-        None,
-        username,
-        EventStatus.DENIED,
-        "no such active user",
-        {**details, "code": "unknown_user"},
-    )
-
-
-def _record_read(
-    user: User | None, username: str | None, status: str, message: str, details: Mapping[str, Any]
-) -> None:
-    audit_record(
-        user=user,
+    audit_access_record(
+        user=None,
         username=username,
-        kind=EventKind.AUDIT_ACCESS,
-        status=status,
-        message=message,
-        details=dict(details),
+        status=EventStatus.DENIED,
+        what="no such active user",
+        details={**details, "code": "unknown_user"},
     )
 
 
@@ -701,6 +711,23 @@ _HEADLINES: Final = (
 )
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Headline:
+    label: str
+    this_week: int
+    previous: int
+    change: int
+
+
+def weekly_report_headlines(report: WeeklyReport) -> list[Headline]:
+    """The headline counts, this week beside the previous one, in the order the text report lists them."""
+    now, before = dataclasses.asdict(report.counts), dataclasses.asdict(report.previous)
+    return [
+        Headline(label=label, this_week=now[name], previous=before[name], change=now[name] - before[name])
+        for name, label in _HEADLINES
+    ]
+
+
 def weekly_report_text(report: WeeklyReport) -> str:
     """The report as plain text, for the terminal and the mail: counts and usernames, no patient ids."""
     last_day = report.week_end - dt.timedelta(days=1)
@@ -710,10 +737,8 @@ def weekly_report_text(report: WeeklyReport) -> str:
         "",
         f"{'':42}{'this week':>10}{'previous':>10}{'change':>8}",
     ]
-    now, before = dataclasses.asdict(report.counts), dataclasses.asdict(report.previous)
-    change = report.change()
-    for name, label in _HEADLINES:
-        lines.append(f"{label:42}{now[name]:>10}{before[name]:>10}{change[name]:>+8}")
+    for line in weekly_report_headlines(report):
+        lines.append(f"{line.label:42}{line.this_week:>10}{line.previous:>10}{line.change:>+8}")
     lines.append("")
     for kind, volume in report.volumes.items():
         noun = "Questions" if kind == EventKind.QUESTION else "Exports"

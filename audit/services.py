@@ -1,25 +1,31 @@
-"""Writes to the audit store: `audit_record` appends one event to the hash chain, `audit_record_many` many."""
+"""Writes to the audit store: `audit_record` appends one event to the hash chain, `audit_record_many` many,
+`audit_access_record` one read of the trail itself."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import inspect
 import ipaddress
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ParamSpec
+from typing import Any, Final, ParamSpec
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, clean_json, clean_str, clean_text, event_hash
 from audit.models import AuditEvent, EventDecision, EventKind, EventStatus
 from hisplatform.models import ResearchProject
+
+logger = logging.getLogger(__name__)
 
 # Names the first-append lock among PostgreSQL advisory locks of this database ("audit" in ASCII);
 # nothing else may take it.
@@ -123,6 +129,36 @@ def audit_record(entry: AuditEntry) -> AuditEvent:
             _queue_scoring([event.seq])  # here, not in the appender: scoring must never hold up appends
         return event
     return append_prepared([prepared])[0]
+
+
+def audit_access_record(
+    *,
+    user: UserLike | None,
+    what: str,
+    details: Mapping[str, Any] | None = None,
+    status: str = EventStatus.OK,
+    username: str | None = None,
+    client_addr: str = "",
+    user_agent: str = "",
+) -> AuditEvent:
+    """Record a read of the audit trail, or a refused attempt at one (`status` denied).
+
+    Reading the trail is itself audited (security staff are watched too), from every door: the
+    console, the admin, the commands and the reports. `what` is the event's message, as written;
+    `username` names a reader without an account (the system, or a name typed at a command).
+    """
+    if status not in (EventStatus.OK, EventStatus.DENIED):
+        raise ValueError(f"An audit read is ok or denied, not {status!r}.")
+    return audit_record(
+        user=user,
+        username=username,
+        kind=EventKind.AUDIT_ACCESS,
+        status=status,
+        message=what,
+        client_addr=client_addr,
+        user_agent=user_agent,
+        details=dict(details) if details is not None else {},
+    )
 
 
 def audit_record_many(*, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
@@ -359,3 +395,302 @@ def _subject_id(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     raise ValueError(f"patients_touched holds subject_ids (integers), not {value!r}.")
+
+
+# ------------------------------------------------------------------------------ verifying from the console
+
+
+class AuditReadError(Exception):
+    """A read of the audit trail, or a request about it, that is refused; `code` is stable, `message` is
+    for the person."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# Where the console reads the last verification and whether one is running: the cache, which the web
+# processes and the Celery workers share (settings require Redis for both once a worker runs). A lost
+# cache loses only this note; every verification is also an audit event.
+VERIFICATION_LAST_KEY: Final = "audit:chain_verification:last"
+VERIFICATION_RUNNING_KEY: Final = "audit:chain_verification:running"
+# The verification task's time limit (audit.tasks): a running mark older than this is a dead worker's,
+# and must not refuse the next request forever.
+VERIFY_TIME_LIMIT: Final = 3600
+SYSTEM_VERIFIER: Final = "system"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ChainVerification:
+    """One verification of the chain and its signed checkpoints, as `manage.py audit_verify` does it.
+
+    `ok` is True (intact), False (broken, or failing its checkpoints) or None (running, or it could not
+    be run at all: see `summary`).
+    """
+
+    requested_by: str
+    requested_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    ok: bool | None = None
+    events: int = 0
+    first_bad_seq: int | None = None
+    problem: str = ""  # the kind of damage ("edited", "gap", "stale", ...); "" when intact
+    summary: str = ""  # audit_verify's verdict in one sentence
+    lines: tuple[str, ...] = ()  # its other lines: the checkpoints, warnings
+
+    def as_cache(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["requested_at"] = self.requested_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        data["lines"] = list(self.lines)
+        return data
+
+    @classmethod
+    def from_cache(cls, data: Any) -> ChainVerification | None:
+        """Rebuild what `as_cache` stored; anything else (an older shape, garbage) reads as nothing."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            finished = data.get("finished_at")
+            return cls(
+                requested_by=str(data["requested_by"]),
+                requested_at=dt.datetime.fromisoformat(data["requested_at"]),
+                finished_at=dt.datetime.fromisoformat(finished) if finished else None,
+                ok=data.get("ok"),
+                events=int(data.get("events") or 0),
+                first_bad_seq=data.get("first_bad_seq"),
+                problem=str(data.get("problem") or ""),
+                summary=str(data.get("summary") or ""),
+                lines=tuple(str(line) for line in data.get("lines") or ()),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def chain_verification_last() -> tuple[ChainVerification | None, ChainVerification | None]:
+    """The last finished verification and the one running now, each None if there is none."""
+    found = cache.get_many([VERIFICATION_LAST_KEY, VERIFICATION_RUNNING_KEY])
+    return (
+        ChainVerification.from_cache(found.get(VERIFICATION_LAST_KEY)),
+        ChainVerification.from_cache(found.get(VERIFICATION_RUNNING_KEY)),
+    )
+
+
+def chain_verification_request(
+    *, requested_by: AbstractBaseUser, client_addr: str = "", user_agent: str = ""
+) -> ChainVerification:
+    """Queue a verification (after commit; in-process when Celery is eager) and return its running mark.
+
+    Security officers only (a refusal is recorded); one verification at a time: while one runs, another
+    request is refused with AuditReadError "running", since a second walk would only say the same.
+    """
+    from audit.alerts import is_security_officer  # audit.alerts imports this module
+
+    if not isinstance(requested_by, User) or not is_security_officer(requested_by):
+        audit_access_record(
+            user=requested_by,
+            status=EventStatus.DENIED,
+            what="refused: audit chain verification asked for",
+            details={"view": "chain", "code": "role"},
+            client_addr=client_addr,
+            user_agent=user_agent,
+        )
+        raise AuditReadError("Only the privacy office verifies the audit chain.", code="role")
+    running = ChainVerification(requested_by=requested_by.get_username(), requested_at=timezone.now())
+    # add() sets the mark only if none is there: of two officers clicking at once, one starts a walk.
+    if not cache.add(VERIFICATION_RUNNING_KEY, running.as_cache(), timeout=VERIFY_TIME_LIMIT):
+        current = ChainVerification.from_cache(cache.get(VERIFICATION_RUNNING_KEY)) or running
+        raise AuditReadError(
+            f"A verification asked for by {current.requested_by} at {_utc(current.requested_at)} UTC is "
+            "still running; its outcome will show here when it ends.",
+            code="running",
+        )
+    user_id = requested_by.pk
+    transaction.on_commit(lambda: _queue_verification(user_id, client_addr, user_agent))
+    return running
+
+
+def _queue_verification(user_id: int, client_addr: str, user_agent: str) -> None:
+    from audit.tasks import chain_verify_task
+
+    args = (user_id, client_addr, user_agent)
+    try:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            chain_verify_task.apply(args=args)  # in-process (make demo, tests): no broker to touch
+        else:
+            # retry=False: with the broker down, say so at once rather than hold the officer's request.
+            chain_verify_task.apply_async(args=args, retry=False)
+    except Exception as error:  # the broker's or the eager task's error, whatever it is
+        logger.exception("Audit chain verification could not be run.")
+        running = ChainVerification.from_cache(cache.get(VERIFICATION_RUNNING_KEY))
+        cache.delete(VERIFICATION_RUNNING_KEY)
+        failed = ChainVerification(
+            requested_by=running.requested_by if running else SYSTEM_VERIFIER,
+            requested_at=running.requested_at if running else timezone.now(),
+            finished_at=timezone.now(),
+            ok=None,
+            problem="not_run",
+            summary=(
+                f"The verification could not be run ({type(error).__name__}): the task queue or the "
+                "database did not answer. Try again, or run manage.py audit_verify on the server."
+            ),
+        )
+        cache.set(VERIFICATION_LAST_KEY, failed.as_cache(), timeout=None)
+
+
+def audit_chain_verify(
+    *, requested_by_id: int | None, client_addr: str = "", user_agent: str = "", chunk_size: int = 5_000
+) -> ChainVerification:
+    """Verify the chain and its checkpoints, keep the outcome where the console reads it, and record it.
+
+    The checks and their verdicts are `manage.py audit_verify`'s: every event's hash and link, the head,
+    the append-only guards, the signed checkpoints, the log kept outside the database, a stale tail.
+    The outcome is recorded as an audit read by whoever asked (the system when nobody did).
+    """
+    requester = User.objects.filter(pk=requested_by_id).first() if requested_by_id is not None else None
+    running = ChainVerification.from_cache(cache.get(VERIFICATION_RUNNING_KEY))
+    started = running.requested_at if running is not None else timezone.now()
+    try:
+        check = audit_chain_check(chunk_size=chunk_size)
+    finally:
+        cache.delete(VERIFICATION_RUNNING_KEY)
+    outcome = ChainVerification(
+        requested_by=requester.get_username() if requester is not None else SYSTEM_VERIFIER,
+        requested_at=started,
+        finished_at=timezone.now(),
+        ok=check.ok,
+        events=check.events,
+        first_bad_seq=check.first_bad_seq,
+        problem=check.problem,
+        summary=check.verdict,
+        lines=check.lines,
+    )
+    cache.set(VERIFICATION_LAST_KEY, outcome.as_cache(), timeout=None)
+    try:
+        audit_access_record(
+            user=requester,
+            username=None if requester is not None else SYSTEM_VERIFIER,
+            what=f"audit chain verified: {check.verdict}",
+            details={
+                "view": "chain",
+                "verification": {
+                    "ok": check.ok,
+                    "problem": check.problem,
+                    "first_bad_seq": check.first_bad_seq,
+                    "events": check.events,
+                },
+            },
+            client_addr=client_addr,
+            user_agent=user_agent,
+        )
+    except (AuditChainError, DatabaseError):
+        # A store too damaged to append to is exactly what the outcome above reports; it stands.
+        logger.exception("The audit chain verification could not be recorded.")
+    return outcome
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ChainCheck:
+    """What `manage.py audit_verify` concludes, in its words: `verdict` is its one-line finding (the
+    error it exits 1 with, or the chain's line when intact), `lines` the other lines it prints."""
+
+    ok: bool
+    problem: str = ""  # the kind of damage ("edited", "deleted", "rewritten", "stale", ...)
+    first_bad_seq: int | None = None  # the first event the hash chain finds bad; None for the rest
+    events: int = 0  # events verified (before the first bad one)
+    verdict: str = ""
+    lines: tuple[str, ...] = ()
+
+
+def audit_chain_check(*, chunk_size: int = 5_000) -> ChainCheck:
+    """Verify the chain, the append-only guards, the signed checkpoints, the log kept outside the database
+    and the unsigned tail, stopping at the first problem, as `manage.py audit_verify` does."""
+    from audit.chain import verify_chain
+    from audit.checkpoints import anchor_problem, verify_checkpoints
+    from audit.management.commands.audit_verify import STALE_AFTER
+
+    try:
+        chain = verify_chain(chunk_size=chunk_size)
+    except DatabaseError as error:
+        return ChainCheck(
+            ok=False, problem="database", verdict=f"Could not read the audit chain: {_reason(error)}."
+        )
+    found, events = chain.problem, chain.events
+    if found is not None and found.kind == "unprotected":
+        verdict = f"Audit chain intact ({events} events), UNPROTECTED: {found.detail}"
+        return ChainCheck(ok=False, problem=found.kind, events=events, verdict=verdict)
+    if found is not None:
+        where = f"event seq {found.seq}" if found.seq is not None else "the store"
+        verdict = (
+            f"Audit chain BROKEN at {where} ({found.kind}): {found.detail} "
+            f"{events} events verified before it."
+        )
+        return ChainCheck(
+            ok=False, problem=found.kind, first_bad_seq=found.seq, events=events, verdict=verdict
+        )
+    if events == 0:
+        intact = "Audit chain intact: 0 events (the store is empty)."
+    else:
+        intact = f"Audit chain intact: {events} events, head {chain.head_hash[:16]} (seq {chain.head_seq})."
+    try:
+        signed = verify_checkpoints(chunk_size=chunk_size)
+        failed = signed.problem
+        anchored = anchor_problem() if failed is None else None
+    except DatabaseError as error:
+        verdict = f"Could not read the audit checkpoints: {_reason(error)}."
+        return ChainCheck(ok=False, problem="database", events=events, verdict=verdict, lines=(intact,))
+    if failed is not None and failed.kind in ("no_key", "key_error"):
+        verdict = f"Cannot verify checkpoints: {failed.detail}"
+        return ChainCheck(ok=False, problem=failed.kind, events=events, verdict=verdict, lines=(intact,))
+    if failed is not None:
+        before = "No checkpoint verified before it"
+        if signed.verified:
+            before = (
+                f"{_count(signed.verified, 'signed checkpoint')} verified before it "
+                f"(events 1-{signed.covered_to:,})"
+            )
+        verdict = f"Audit checkpoints FAIL at {failed.checkpoint} ({failed.kind}): {failed.detail} {before}."
+        return ChainCheck(ok=False, problem=failed.kind, events=events, verdict=verdict, lines=(intact,))
+    covered = _checkpoint_line(signed.total, signed.covered_to, chain.head_seq)
+    if anchored is not None:
+        verdict = f"Audit checkpoints FAIL against the log kept outside the database: {anchored}"
+        return ChainCheck(ok=False, problem="anchor", events=events, verdict=verdict, lines=(intact, covered))
+    lines = (covered, *(f"Warning: {warning}" for warning in signed.warnings))
+    since = signed.first_unsigned_at
+    unsigned = chain.head_seq - signed.covered_to
+    if signed.total and unsigned > 0 and since is not None and timezone.now() - since > STALE_AFTER:
+        verdict = (
+            f"Audit checkpoints STALE: event {signed.covered_to + 1:,} and later (since {_utc(since)} UTC) "
+            "are in no signed checkpoint although checkpoints are being made: the audit.checkpoint task has "
+            "stopped, or the newest checkpoints were deleted. Compare with the roots logged outside the "
+            "database."
+        )
+        return ChainCheck(ok=False, problem="stale", events=events, verdict=verdict, lines=(intact, *lines))
+    return ChainCheck(ok=True, events=events, verdict=intact, lines=lines)
+
+
+def _checkpoint_line(total: int, covered_to: int, head_seq: int) -> str:
+    unsigned = max(0, head_seq - covered_to)
+    if total == 0:
+        tail = "; the events are covered by the hash chain only." if unsigned else "."
+        return f"Checkpoints: no signed checkpoints yet{tail}"
+    verify = "verifies" if total == 1 else "verify"
+    events = "event 1" if covered_to == 1 else f"events 1-{covered_to:,}"
+    tail = "."
+    if unsigned:
+        verb = "is" if unsigned == 1 else "are"
+        tail = f"; {_count(unsigned, 'newer event')} {verb} covered by the hash chain only."
+    return f"Checkpoints: {_count(total, 'signed checkpoint')} {verify}, covering {events}{tail}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _reason(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _utc(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M}"

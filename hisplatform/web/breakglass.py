@@ -32,7 +32,7 @@ from hisplatform.models import StaffProfile
 app_name = "breakglass"
 
 # The refusals that are about who asks, not what was asked (the API answers them 403 too).
-_FORBIDDEN_CODES: Final = frozenset({"role", "password", "self"})
+_FORBIDDEN_CODES: Final = frozenset({"role", "password", "password_locked", "self"})
 _PATIENT_ID_MESSAGE: Final = "A patient id is a positive whole number: the patient's subject id."
 # A justification a reviewer can read in one sitting; the service asks for at least 20 characters.
 _MAX_JUSTIFICATION_CHARS: Final = 4_000

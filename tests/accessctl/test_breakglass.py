@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.core import mail
 from django.utils import timezone
 
+from accessctl import services
 from accessctl.models import BreakGlassSession, Notification
 from accessctl.services import (
     AccessError,
@@ -178,6 +179,27 @@ def test_refused_openings_are_audited_and_open_nothing(
     assert BreakGlassSession.objects.count() == 0
     assert Notification.objects.count() == 0
     assert mail.outbox == []
+
+
+def test_five_wrong_passwords_lock_break_glass_even_for_the_right_one(
+    sqlite_people: People, sqlite_warehouse: WarehouseTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(5):
+        with pytest.raises(AccessError) as wrong:
+            _open(sqlite_people, "dr.okafor", sqlite_warehouse, password="guess")
+        assert wrong.value.code == "password"
+    with pytest.raises(AccessError) as locked:
+        _open(sqlite_people, "dr.okafor", sqlite_warehouse)
+    assert locked.value.code == "password_locked"
+    assert locked.value.message.startswith(
+        "Break-glass is locked for your account after 5 wrong passwords in 15"
+    )
+    assert _last_event("breakglass_open").details["code"] == "password_locked"
+    assert BreakGlassSession.objects.count() == 0
+    # Another clinician is not locked by them; and after the window the account may try again.
+    assert _open(sqlite_people, "dr.carter", sqlite_warehouse, subject_id=OTHER_CARD_PATIENT).pk
+    monkeypatch.setattr(services, "BREAKGLASS_PASSWORD_WINDOW", dt.timedelta(seconds=0))
+    assert _open(sqlite_people, "dr.okafor", sqlite_warehouse).pk
 
 
 def test_nobody_opens_break_glass_on_their_own_record(

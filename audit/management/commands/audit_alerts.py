@@ -8,8 +8,8 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.alerts import AlertError, alert_detail, alert_triage, review_queue
-from audit.models import AlertState, EventKind, EventStatus
-from audit.services import audit_record
+from audit.models import AlertState, EventStatus
+from audit.services import audit_access_record
 
 
 class Command(BaseCommand):
@@ -30,13 +30,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         officer = User.objects.filter(username=options["user"], is_active=True).first()
         if officer is None:
-            audit_record(
+            audit_access_record(
                 user=None,
-                kind=EventKind.AUDIT_ACCESS,
                 status=EventStatus.DENIED,
                 username=str(options["user"])[:150],
                 client_addr="cli",
-                message="refused: alerts asked for by an unknown or inactive account",
+                what="refused: alerts asked for by an unknown or inactive account",
             )
             raise CommandError(f"No active account {options['user'][:150]!r}.")
         try:
