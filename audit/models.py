@@ -107,6 +107,11 @@ class AuditEvent(models.Model):
     class Meta:
         db_table = "audit_event"
         verbose_name = "audit event"
+        # The security console's searches by person and by kind of event, newest first in a time range.
+        indexes = [
+            models.Index(fields=["username", "occurred_at"], name="audit_event_user_time"),
+            models.Index(fields=["kind", "occurred_at"], name="audit_event_kind_time"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(seq__gte=1), name="audit_event_seq_positive"),
         ]

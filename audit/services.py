@@ -601,6 +601,12 @@ class ChainCheck:
     events: int = 0  # events verified (before the first bad one)
     verdict: str = ""
     lines: tuple[str, ...] = ()
+    reason: str = ""  # the database's own words, when reading the store failed
+
+
+# Beat signs every 15 minutes: events unsigned for four times that mean checkpoints have stopped, or
+# that the newest were deleted (which nothing in the database alone can tell apart).
+STALE_AFTER = dt.timedelta(hours=1)
 
 
 def audit_chain_check(*, chunk_size: int = 5_000) -> ChainCheck:
@@ -608,13 +614,13 @@ def audit_chain_check(*, chunk_size: int = 5_000) -> ChainCheck:
     and the unsigned tail, stopping at the first problem, as `manage.py audit_verify` does."""
     from audit.chain import verify_chain
     from audit.checkpoints import anchor_problem, verify_checkpoints
-    from audit.management.commands.audit_verify import STALE_AFTER
 
     try:
         chain = verify_chain(chunk_size=chunk_size)
     except DatabaseError as error:
+        reason = _reason(error)
         return ChainCheck(
-            ok=False, problem="database", verdict=f"Could not read the audit chain: {_reason(error)}."
+            ok=False, problem="database", verdict=f"Could not read the audit chain: {reason}.", reason=reason
         )
     found, events = chain.problem, chain.events
     if found is not None and found.kind == "unprotected":
@@ -638,8 +644,16 @@ def audit_chain_check(*, chunk_size: int = 5_000) -> ChainCheck:
         failed = signed.problem
         anchored = anchor_problem() if failed is None else None
     except DatabaseError as error:
-        verdict = f"Could not read the audit checkpoints: {_reason(error)}."
-        return ChainCheck(ok=False, problem="database", events=events, verdict=verdict, lines=(intact,))
+        reason = _reason(error)
+        verdict = f"Could not read the audit checkpoints: {reason}."
+        return ChainCheck(
+            ok=False,
+            problem="checkpoint_database",
+            events=events,
+            verdict=verdict,
+            lines=(intact,),
+            reason=reason,
+        )
     if failed is not None and failed.kind in ("no_key", "key_error"):
         verdict = f"Cannot verify checkpoints: {failed.detail}"
         return ChainCheck(ok=False, problem=failed.kind, events=events, verdict=verdict, lines=(intact,))

@@ -431,13 +431,13 @@ def test_a_stale_tail_fails_verification_once_checkpoints_are_made(
 ) -> None:
     """Deleting the newest checkpoints and rewriting what they covered leaves an unsigned tail that is too
     old: the same as a stopped task, and as much a reason to fail."""
-    from audit.management.commands import audit_verify
+    from audit import services
 
     record_questions(2)
     checkpoint_create()
     record_questions(1)
     assert len(_verify()) == 2  # the newer event is seconds old
-    monkeypatch.setattr(audit_verify, "STALE_AFTER", dt.timedelta(0))
+    monkeypatch.setattr(services, "STALE_AFTER", dt.timedelta(0))
     failure = _verify_fails()
     assert failure.startswith("Audit checkpoints STALE: event 3 and later (since ")
     assert "the newest checkpoints were deleted" in failure
