@@ -30,5 +30,6 @@ def test_every_beat_entry_names_a_task_the_worker_knows() -> None:
         "audit.checkpoint",
         "audit.retrain",
         "audit.weekly_report",
+        "audit.verify_chain",
     }
     assert names <= set(app.tasks)
