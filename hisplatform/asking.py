@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
 
 from django.contrib.auth import get_user_model
@@ -17,11 +17,12 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from accessctl.models import Purpose
+from accessctl.models import BreakGlassSession, Purpose
 from accessctl.services import BREAKGLASS_ROLES
 from accessctl.subjects import subject_for
+from audit.models import AuditEvent
 from hisplatform.models import ResearchProject, Role
-from hisplatform.queries import DENIED, ERROR, Answer, _default_purpose, answer_question
+from hisplatform.queries import DENIED, ERROR, Answer, answer_question, default_purpose
 from hisplatform.selectors import PastQuestion, question_history
 from nlquery.engine import MAX_QUESTION_CHARS
 from nlquery.suggest import Example, example_questions
@@ -95,7 +96,7 @@ def asker_for(*, user: AbstractBaseUser | AnonymousUser) -> Asker:
     if subject.projects:
         titles = dict(ResearchProject.objects.filter(code__in=subject.projects).values_list("code", "title"))
         projects = [(code, titles.get(code, code)) for code in subject.projects]
-    return Asker(role=subject.role, default_purpose=_default_purpose(subject), projects=projects)
+    return Asker(role=subject.role, default_purpose=default_purpose(subject), projects=projects)
 
 
 def history_for(*, fetched_by: AbstractBaseUser | AnonymousUser) -> list[PastQuestion]:
@@ -224,7 +225,39 @@ def job_for(*, job_id: str, fetched_by: AbstractBaseUser | AnonymousUser) -> Job
     Raises AnswersUnavailable when the cache cannot be read."""
     if not fetched_by.is_authenticated or fetched_by.pk is None or not _JOB_ID.fullmatch(job_id):
         return None
-    return _read(job_id, user_id=fetched_by.pk)
+    job = _read(job_id, user_id=fetched_by.pk)
+    if job is None or job.answer is None:
+        return job
+    return replace(job, answer=_withdrawn_if_breakglass_ended(job.answer))
+
+
+def _withdrawn_if_breakglass_ended(answer: Answer) -> Answer:
+    """An answer given under break-glass is shown only while that session is open: once it ends or
+    expires, its kept rows are withdrawn as the pipeline would refuse them now (asking again is audited)."""
+    if answer.audit_event is None:
+        return answer
+    session_id = (
+        AuditEvent.objects.filter(seq=answer.audit_event)
+        .values_list("breakglass_session_id", flat=True)
+        .first()
+    )
+    if session_id is None:
+        return answer
+    session = BreakGlassSession.objects.filter(pk=session_id).first()
+    now = timezone.now()
+    if session is not None and session.ended_at is None and session.expires_at > now:
+        return answer
+    ended = (session.ended_at or session.expires_at) if session is not None else now
+    target = session.target() if session is not None else "this patient"
+    return Answer(
+        DENIED,
+        f"Your break-glass access to {target} ended at {ended.astimezone(dt.UTC):%H:%M} UTC, so this answer, "
+        "given under it, is no longer shown. If the emergency continues, open break-glass again.",
+        code="breakglass_expired",
+        interpretation=answer.interpretation,
+        purpose=answer.purpose,
+        audit_event=answer.audit_event,
+    )
 
 
 def _read(job_id: str, user_id: Any = None) -> Job | None:

@@ -11,11 +11,9 @@ from django.utils import timezone
 
 from accessctl.models import BreakGlassSession
 from accessctl.services import BREAKGLASS_ROLES
+from hisplatform.asking import ASKING_ROLES
 from hisplatform.models import Role, StaffProfile
 
-_ASKING_ROLES: Final = frozenset(
-    {Role.CLINICIAN, Role.NURSE, Role.DEPARTMENT_HEAD, Role.RESEARCHER, Role.ADMINISTRATOR}
-)
 _DASHBOARD_ROLES: Final = frozenset({Role.ADMINISTRATOR})
 
 
@@ -29,7 +27,7 @@ class NavItem:
 def nav_items(path: str, role: str) -> list[NavItem]:
     """The links of the header for this role; a link the role cannot use is not offered."""
     entries: list[tuple[str, str, bool]] = [
-        ("Ask", "ask:page", role in _ASKING_ROLES),
+        ("Ask", "ask:page", role in ASKING_ROLES),
         ("Dashboards", "dashboards:page", role in _DASHBOARD_ROLES),
         ("Break-glass", "breakglass:page", role in BREAKGLASS_ROLES),
         ("Security console", "security:page", role == Role.SECURITY_OFFICER),

@@ -270,7 +270,7 @@ def _pipeline(
     run.details["channel"] = channel
     try:
         run.subject = subject_for(user=user, clock=clock, data_now=data_now)
-        run.purpose = (purpose or "").strip().upper() or _default_purpose(run.subject)
+        run.purpose = (purpose or "").strip().upper() or default_purpose(run.subject)
         if run.purpose not in Purpose.values:
             answer = Answer(
                 ERROR,
@@ -397,7 +397,7 @@ def _after_breakglass(run: _Run, answer: Answer) -> Answer:
     return answer
 
 
-def _default_purpose(subject: Subject) -> str:
+def default_purpose(subject: Subject) -> str:
     if subject.breakglass is not None:
         return Purpose.BTG
     return str(DEFAULT_PURPOSE.get(subject.role, Purpose.TREAT))  # type: ignore[call-overload]

@@ -29,7 +29,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from accessctl.models import MaskingRule, PolicyRule, PurposeConfirmation
 from accessctl.readpolicy import forget_catalogs
-from accessctl.services import policy_load_defaults
+from accessctl.services import breakglass_end, breakglass_open, policy_load_defaults
 from audit.models import AuditEvent, EventKind
 from hisplatform.asking import Job, asker_for, job_for
 from hisplatform.celery import app as platform_app
@@ -43,7 +43,7 @@ from nlquery.suggest import example_questions
 from tests.accessctl.conftest import NOON, People, _make_people
 from tests.accessctl.test_matrix import _patients
 from tests.conftest import REFERENCE_DATE
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
@@ -558,6 +558,32 @@ def test_a_refusal_about_a_patient_outside_care_offers_break_glass_for_that_pati
     assert page.links["Emergency? Open break-glass"] == f"/breakglass/?patient={other}"
     assert page.cells == []
     assert 'data-testid="export"' not in page.html
+
+
+def test_a_kept_answer_given_under_break_glass_is_withdrawn_when_the_session_ends(
+    people: People, patients: dict[str, int], sqlite_warehouse: WarehouseTarget
+) -> None:
+    other = patients["other"]
+    session = breakglass_open(
+        user=people["dr.carter"],
+        reason="unconscious",
+        justification="Found collapsed in the corridor, no history available.",
+        password=PASSWORD,
+        scope="patient",
+        subject_id=other,
+        target=sqlite_warehouse,
+    )
+    client = _client(people, "dr.carter")
+    asked = _ask(client, f"what is the gender of patient {other}?")
+    url = _job_url(asked)
+    assert Page(asked).cells != []
+    breakglass_end(user=people["dr.carter"], session_id=session.pk)
+
+    page = Page(client.get(url))
+    assert page.text("refusal").startswith(f"Your break-glass access to patient {other} ended at ")
+    assert "so this answer, given under it, is no longer shown." in page.text("refusal")
+    assert page.cells == []
+    assert Page(client.get(url + "?page=2")).cells == []
 
 
 @pytest.mark.parametrize("username", ["admin.walsh", "res.garcia"])
