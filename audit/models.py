@@ -17,6 +17,8 @@ class EventKind(models.TextChoices):
     BREAKGLASS_REVIEW = "breakglass_review", "Break-glass reviewed"
     POLICY_CHANGE = "policy_change", "Policy change"
     ALERT_TRIAGE = "alert_triage", "Alert triage"
+    # An API token made or revoked (a wrong password when making one is a failed login).
+    API_TOKEN = "api_token", "API token"
     # Reading the audit trail is itself audited: security staff are watched too.
     AUDIT_ACCESS = "audit_access", "Audit trail access"
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accessctl.models import Notification
@@ -79,3 +80,16 @@ def question_history(*, fetched_by: AbstractBaseUser | AnonymousUser, limit: int
         .values_list("seq", "occurred_at", "question", "status", "purpose_of_use")[:limit]
     )
     return [PastQuestion(*row) for row in events]
+
+
+def question_history_events(*, fetched_by: AbstractBaseUser | AnonymousUser) -> QuerySet[AuditEvent]:
+    """question_history's events, newest first, as a lazy queryset: for paging through all of them."""
+    if not fetched_by.is_authenticated or fetched_by.pk is None:
+        return AuditEvent.objects.none()
+    return (
+        AuditEvent.objects.filter(
+            user_id=fetched_by.pk, kind=EventKind.QUESTION, details__channel__in=HISTORY_CHANNELS
+        )
+        .order_by("-seq")
+        .only("seq", "occurred_at", "question", "status", "purpose_of_use")
+    )

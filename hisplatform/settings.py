@@ -218,6 +218,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON in and out only: DRF's browsable pages would need inline scripts (CSP) and add nothing here.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "hisplatform.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "hisplatform.api_errors.Pagination",
     "PAGE_SIZE": 50,
@@ -243,9 +246,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Hospital analytics platform API",
     "VERSION": "1",
     # Swagger UI from our own static files (drf-spectacular-sidecar), never a CDN.
-    "SWAGGERUI_DIST": "SIDECAR",
-    "SWAGGERUI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENFORCE_NON_BLANK_FIELDS": True,
     # One name for each choice set used by several serializers.
     "ENUM_NAME_OVERRIDES": {"BreakGlassReasonEnum": "accessctl.models.BreakGlassReason"},
 }

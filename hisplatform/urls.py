@@ -17,3 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("hisplatform.api_urls")),
 ]
+
+# Errors raised outside DRF under /api/ still answer with the API's JSON error body; elsewhere, 500.html.
+handler500 = "hisplatform.api_errors.server_error"
