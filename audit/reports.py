@@ -14,7 +14,8 @@ import datetime as dt
 import io
 import logging
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -173,6 +174,25 @@ class WeeklyReport:
         return data
 
 
+@contextmanager
+def _refusal_recorded(
+    user: User, asked: Mapping[str, Any], client_addr: str, user_agent: str
+) -> Iterator[None]:
+    """A report refused inside (ReportError) is recorded as a refused read of the audit, then raised."""
+    try:
+        yield
+    except ReportError as error:
+        audit_access_record(
+            user=user,
+            status=EventStatus.DENIED,
+            what=error.message,
+            details={**asked, "code": error.code},
+            client_addr=client_addr,
+            user_agent=user_agent,
+        )
+        raise
+
+
 def previous_week_start(*, today: dt.date | None = None) -> dt.date:
     """The Monday of the week before the one `today` (default: today, locally) falls in."""
     today = today or timezone.localdate()
@@ -193,21 +213,11 @@ def weekly_report(
     with its code), before ReportError is raised.
     """
     asked = {"report": "weekly", "week_start": _iso(week_start), "channel": channel}
-    try:
+    with _refusal_recorded(fetched_by, asked, client_addr, user_agent):
         if not is_security_officer(fetched_by):
             raise ReportError("Only the privacy office reads the audit reports.", code="role")
         monday = _week_monday(week_start)
         report = _build_weekly(monday)
-    except ReportError as error:
-        audit_access_record(
-            user=fetched_by,
-            status=EventStatus.DENIED,
-            what=error.message,
-            details={**asked, "code": error.code},
-            client_addr=client_addr,
-            user_agent=user_agent,
-        )
-        raise
     audit_access_record(
         user=fetched_by,
         what=f"weekly report for the week of {monday.isoformat()}",
@@ -539,20 +549,10 @@ def disclosures_for_patient(
         "until": _iso(until),
         "channel": channel,
     }
-    try:
+    with _refusal_recorded(fetched_by, asked, client_addr, user_agent):
         if not is_security_officer(fetched_by):
             raise ReportError("Only the privacy office reads the audit reports.", code="role")
         disclosures = _disclosures(subject_id, since, until)
-    except ReportError as error:
-        audit_access_record(
-            user=fetched_by,
-            status=EventStatus.DENIED,
-            what=error.message,
-            details={**asked, "code": error.code},
-            client_addr=client_addr,
-            user_agent=user_agent,
-        )
-        raise
     audit_access_record(
         user=fetched_by,
         what=f"accounting of disclosures for patient {subject_id}",

@@ -29,6 +29,15 @@ def _audit_tables_flushable() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Each test starts with an empty cache (one process's memory here): throttling counters, kept answers
+    and a verification's running mark from one test must not decide another's outcome."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def _persona(username: str, role: Role, department: str = "") -> User:
     profile = StaffProfileFactory.create(user__username=username, role=role, department=department)
     return profile.user
