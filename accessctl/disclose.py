@@ -437,6 +437,9 @@ _STATISTIC_ARGUMENT: Final[tuple[type[exp.Expr], ...]] = (
     exp.StrToTime, exp.Interval, exp.DataType,
 )  # fmt: skip
 _ARGUMENT_FUNCTIONS: Final = frozenset({"julianday", "unixepoch", "date_part"})
+# A cast to floating point keeps every value (PostgreSQL's lengths of stay: CAST(EXTRACT(EPOCH ...) AS
+# DOUBLE PRECISION)); casts to integers or text are steps and stay refused.
+_WIDENING: Final = frozenset({exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT})
 # Around the statistics: scaling by a constant, ratios of statistics, shares of a total.
 _AROUND_STATISTICS: Final[tuple[type[exp.Expr], ...]] = (
     exp.Literal, exp.Paren, exp.Mul, exp.Div, exp.Cast, exp.Round, exp.Window, exp.DataType, exp.Alias,
@@ -474,7 +477,8 @@ def check_measure(expression: exp.Expr, select: exp.Select, resolver: _Resolver)
                 raise refused
             continue
         named = isinstance(node, exp.Anonymous) and node.name.lower() in _ARGUMENT_FUNCTIONS
-        if not (isinstance(node, _STATISTIC_ARGUMENT) or named):
+        widening = isinstance(node, exp.Cast) and node.to.this in _WIDENING
+        if not (isinstance(node, _STATISTIC_ARGUMENT) or named or widening):
             raise refused
 
 

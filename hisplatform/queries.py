@@ -13,6 +13,7 @@ import math
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -521,7 +522,9 @@ def _run_sql(
             )
         except (SqlRefused, WarehouseError) as error:
             return Answer(ERROR, getattr(error, "message", str(error)), code="special_probe_failed")
-        if without.rows != result.rows or without.truncated != result.truncated:
+        # Compared as multisets: a query without ORDER BY may return the same rows in another order
+        # (PostgreSQL's plan changes with the hidden rows' predicate), which is no special category.
+        if _as_multiset(without.rows) != _as_multiset(result.rows) or without.truncated != result.truncated:
             # The prompt names every category the policy asks confirmation for, never the ones this
             # answer holds: that would tell before the confirmation. The audit keeps what was seen.
             run.details["confirmation_required"] = sorted(_categories_in(result))
@@ -1065,6 +1068,10 @@ def _named_patients_outside_scope(
         patients.update(int(str(row[1])) for row in rows if row[1] is not None)
         outside.extend(f"{label} {value}" for value in sorted(values - found))
     return outside, patients
+
+
+def _as_multiset(rows: Sequence[Sequence[Any]]) -> Counter[tuple[str, ...]]:
+    return Counter(tuple(repr(value) for value in row) for row in rows)
 
 
 def _categories_in(result: QueryResult) -> set[str]:

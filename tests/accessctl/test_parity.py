@@ -143,3 +143,36 @@ def test_ask_command_for_an_unknown_user_is_recorded(db: None) -> None:
     body = json.loads(out.getvalue())
     assert body["code"] == "unknown_user"
     assert AuditEvent.objects.get(seq=body["audit_event"]).username == "nobody"
+
+
+# Questions whose SQL differs most between the engines: date arithmetic under a statistic (PostgreSQL
+# casts EXTRACT(EPOCH ...) to double precision) and a top-k with no ORDER BY in its outer query.
+_ACROSS_ENGINES = [
+    ("dr.carter", "top 5 most common diagnoses"),
+    ("res.garcia", "avg LOS male vs female"),
+    ("admin.walsh", "average length of stay by department"),
+    ("admin.walsh", "average turnaround time per lab test in minutes"),
+    ("admin.walsh", "how many patients are currently admitted?"),
+]
+
+
+@pytest.mark.parametrize(("username", "question"), _ACROSS_ENGINES)
+def test_sqlite_and_postgresql_warehouses_give_the_same_answer(
+    pg_people: People,
+    sqlite_warehouse: WarehouseTarget,
+    pg_warehouse: WarehouseTarget,
+    username: str,
+    question: str,
+) -> None:
+    on_sqlite, on_pg = (
+        answer_question(user=pg_people[username], question=question, now=NOON, target=target)
+        for target in (sqlite_warehouse, pg_warehouse)
+    )
+    assert (on_sqlite.status, on_sqlite.code) == ("answered", "")
+    assert (on_pg.status, on_pg.code, on_pg.message) == ("answered", "", on_sqlite.message)
+
+    def rounded(rows: list[list[Any]]) -> list[list[Any]]:
+        # Julian days in SQLite, epoch seconds in PostgreSQL: the same figures to 6 places.
+        return sorted([round(v, 6) if isinstance(v, float) else v for v in row] for row in rows)
+
+    assert rounded(on_pg.rows) == rounded(on_sqlite.rows)
