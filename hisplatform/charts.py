@@ -6,6 +6,8 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any, Final, TypedDict
 
+from hisplatform.labels import column_labels
+
 # Bars for more categories than this are too thin to read or label; the table says it better.
 MAX_BARS: Final = 50
 # Years, months, ISO weeks and days as the warehouse's date functions write them, with an optional time.
@@ -26,34 +28,41 @@ class ChartSpec(TypedDict):
 
 
 def chart_spec(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, hidden: Collection[str] = ()
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    hidden: Collection[str] = (),
+    labels: Sequence[str] | None = None,
 ) -> ChartSpec | None:
     """A line chart when the first column is dates (years, months, weeks, days) and every other column
     is numeric; a bar chart for one category column and one numeric column with at most MAX_BARS rows;
     otherwise None. `hidden` are the texts suppressed cells are shown as ("<11"): drawn as gaps (null),
-    never as a number."""
+    never as a number. Axes and datasets are named by `labels` (the columns' headings), by default
+    hisplatform.labels' reading of the column names."""
     if len(columns) < 2 or len(rows) < 2 or any(len(row) != len(columns) for row in rows):
         return None
+    if labels is None or len(labels) != len(columns):
+        labels = column_labels(columns)
     firsts = [row[0] for row in rows]
     measures = list(range(1, len(columns)))
     if all(numeric_columns(rows, len(columns), hidden)[1:]):
         if all(isinstance(value, str) and _WHEN.fullmatch(value) for value in firsts):
-            return _spec("line", columns, rows, measures)
+            return _spec("line", labels, rows, measures)
         if len(columns) == 2 and len(rows) <= MAX_BARS and all(_category(value) for value in firsts):
-            return _spec("bar", columns, rows, measures)
+            return _spec("bar", labels, rows, measures)
     return None
 
 
-def _spec(kind: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], measures: list[int]) -> ChartSpec:
+def _spec(kind: str, labels: Sequence[str], rows: Sequence[Sequence[Any]], measures: list[int]) -> ChartSpec:
     return {
         "type": kind,
         "labels": [str(row[0]) for row in rows],
         "datasets": [
-            {"label": columns[i], "data": [row[i] if _is_number(row[i]) else None for row in rows]}
+            {"label": labels[i], "data": [row[i] if _is_number(row[i]) else None for row in rows]}
             for i in measures
         ],
-        "x_label": columns[0],
-        "y_label": columns[measures[0]] if len(measures) == 1 else "",
+        "x_label": labels[0],
+        "y_label": labels[measures[0]] if len(measures) == 1 else "",
     }
 
 

@@ -36,6 +36,7 @@ from hisplatform.asking import (
     purpose_choices,
 )
 from hisplatform.charts import chart_spec, numeric_columns
+from hisplatform.labels import column_labels
 from hisplatform.models import Role
 from hisplatform.queries import ABSTAINED, ANSWERED, DENIED, Answer, export_answer
 
@@ -226,9 +227,11 @@ def _presented(asker: Asker, job: Job | None, page_number: int | str) -> dict[st
     context["answer"] = answer
     if answer.status == ANSWERED and answer.rows:
         hidden = {str(s["shown_as"]) for s in answer.suppressed if s.get("shown_as")}
-        context["chart"] = chart_spec(answer.columns, answer.rows, hidden=hidden)
+        # Headings in words; the column's own name (as the API and the CSV file give it) is its title.
+        labels = column_labels(answer.columns, sql=answer.sql)
+        context["chart"] = chart_spec(answer.columns, answer.rows, hidden=hidden, labels=labels)
         numeric = numeric_columns(answer.rows, len(answer.columns), hidden)
-        context["headers"] = list(zip(answer.columns, numeric, strict=True))
+        context["headers"] = list(zip(answer.columns, labels, numeric, strict=True))
         if job.id is None:
             # Not kept, so not pageable: every row at once.
             shown, context["page"] = answer.rows, None

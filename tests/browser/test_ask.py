@@ -68,6 +68,9 @@ def test_a_clinician_asks_from_the_keyboard_pages_through_and_downloads_the_answ
     assert page.evaluate("() => window.stillHere") is True
     page.wait_for_url(f"{base}/ask/jobs/*/")  # the answer's own address, for reloading and going back
     expect(page.locator(_ROWS)).to_have_count(8)
+    headings = page.locator("[data-testid=answer-table] thead th")
+    expect(headings).to_have_text(["Day", "Admissions"])
+    expect(headings.last).to_have_attribute("title", "COUNT(DISTINCT admissions.hadm_id)")
     page.wait_for_function(f"() => ({_DRAWN})().length === 1 && ({_DRAWN})().every(Boolean)")
     page.get_by_text("The SQL that answered it").click()
     expect(page.locator("pre.sql")).to_contain_text("SELECT")

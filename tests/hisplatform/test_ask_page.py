@@ -312,10 +312,18 @@ def test_a_clinician_sees_the_interpretation_table_line_chart_and_sql(
     assert page.chart() == {
         "type": "line",
         "labels": [row[0] for row in truth.rows],
-        "datasets": [{"label": truth.columns[1], "data": [row[1] for row in truth.rows]}],
-        "x_label": truth.columns[0],
-        "y_label": truth.columns[1],
+        "datasets": [{"label": "Admissions", "data": [row[1] for row in truth.rows]}],
+        "x_label": "Day",
+        "y_label": "Admissions",
     }
+    # Headings in words; the column's own name, as the API and the CSV file give it, is its title.
+    assert page.texts["heading"] == ["Day", "Admissions"]
+    assert truth.columns == [
+        "STRFTIME('%Y-%m-%d', admissions.admittime)",
+        "COUNT(DISTINCT admissions.hadm_id)",
+    ]
+    assert '<th scope="col" title="STRFTIME(&#x27;%Y-%m-%d&#x27;, admissions.admittime)"' in page.html
+    assert '<th scope="col" class="num" title="COUNT(DISTINCT admissions.hadm_id)"' in page.html
     assert '<canvas data-chart="answer-chart" role="img"' in page.html
     assert truth.sql is not None
     assert page.text("sql") == "The SQL that answered it " + " ".join(truth.sql.split())
@@ -371,6 +379,8 @@ def test_an_administrator_sees_small_cells_suppressed_in_table_and_chart_and_no_
     assert page.texts["notice"] == ["7 groups of 1 to 10 patients are shown as <11."]
     chart = page.chart()
     assert chart["type"] == "line"
+    assert (chart["x_label"], chart["y_label"]) == ("Month", "Admissions")
+    assert page.texts["heading"] == ["Month", "Admissions"]
     assert chart["datasets"][0]["data"] == [None if value == "<11" else value for _, value in truth.rows]
     assert None in chart["datasets"][0]["data"]
     assert 'data-testid="sql"' not in page.html
@@ -383,6 +393,8 @@ def test_a_category_and_a_number_make_a_bar_chart(people: People, sqlite_warehou
     truth = answer_question(user=people["admin.walsh"], question=question, now=NOON, target=sqlite_warehouse)
     chart = page.chart()
     assert chart["type"] == "bar"
+    assert page.texts["heading"] == ["Department", "Average hospital length of stay (days)"]
+    assert [d["label"] for d in chart["datasets"]] == ["Average hospital length of stay (days)"]
     assert chart["labels"] == [row[0] for row in truth.rows]
     assert chart["datasets"][0]["data"] == [None if row[1] == "<11" else row[1] for row in truth.rows]
     # Lengths of stay are rounded for reading; the cell's title and the CSV keep the whole number.
@@ -449,6 +461,13 @@ def test_chart_shapes() -> None:
     assert chart_spec(["unit", "n"], [["x", "<11"], ["y", "<11"]], hidden=hidden) is None  # nothing to draw
     assert chart_spec(["unit", "n"], [["x", 1]]) is None
     assert chart_spec(["unit", "flag"], [["x", True], ["y", False]]) is None
+    # The warehouse's column names are drawn as headings, unless the caller names them.
+    named = chart_spec(["STRFTIME('%Y', patients.dod)", "COUNT(*)"], [["2025", 3], ["2026", 4]])
+    assert named is not None
+    assert (named["x_label"], named["y_label"], named["datasets"][0]["label"]) == ("Year", "Count", "Count")
+    deaths = chart_spec(["to_char", "count"], [["2025", 3], ["2026", 4]], labels=["Year", "Deaths"])
+    assert deaths is not None
+    assert (deaths["x_label"], deaths["y_label"]) == ("Year", "Deaths")
 
 
 def test_a_researcher_sees_de_identified_rows_under_the_project(people: People) -> None:
@@ -831,3 +850,6 @@ def test_the_page_reads_the_postgresql_warehouse_alike(
     truth = answer_question(user=people["dr.carter"], question=DAILY, now=NOON, target=sqlite_warehouse)
     assert on_pg.cells == _shown(truth.rows)
     assert on_pg.chart()["type"] == "line"
+    # PostgreSQL names the columns "to_char" and "count"; the SQL dr.carter may see names them better.
+    assert on_pg.texts["heading"] == ["Day", "Admissions"]
+    assert on_pg.chart()["x_label"] == "Day"
