@@ -1040,7 +1040,11 @@ def queue_down(settings: SettingsWrapper) -> Iterator[None]:
     settings.CELERY_TASK_ALWAYS_EAGER = False
     conf.CELERY_TASK_ALWAYS_EAGER = False
     conf.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    # Both pools are made for the broker in use when first needed: an earlier test's producer pool would
+    # still publish to its broker (the in-memory one), and the verification would seem queued.
     setattr(celery_app, "_pool", None)  # noqa: B010
+    if "amqp" in celery_app.__dict__:
+        setattr(celery_app.amqp, "_producer_pool", None)  # noqa: B010
     try:
         yield
     finally:
