@@ -19,6 +19,8 @@ from audit.services import VERIFY_TIME_LIMIT, audit_chain_verify
     retry_backoff_max=120,
     max_retries=8,
     acks_late=True,
+    # What it returns is for the eager caller; a worker's results would sit in Redis for a day, unread.
+    ignore_result=True,
 )
 def score_events_task(seqs: list[int]) -> dict[str, int]:
     report = pipeline.score_events(int(seq) for seq in seqs)

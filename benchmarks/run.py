@@ -192,6 +192,18 @@ def _bench_audit(repeats: int) -> dict[str, Any]:
     return result
 
 
+def _bench_web() -> dict[str, Any]:
+    """POST /api/v1/ask on gunicorn under load runs in a process of its own: it starts its own stack
+    (PostgreSQL databases, gunicorn, a Celery worker, locust) with production's settings, which are not
+    this process's. It prints its own figures. BENCH_WEB_SECONDS (20), BENCH_WEB_RUNS (3), BENCH_WEB_USERS (8)
+    and BENCH_WEB_PATIENTS (1,000) size it."""
+    out = ROOT / "var" / "bench" / "web.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.web", "--json", str(out)], cwd=ROOT, check=True)  # noqa: S603
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", "20000")))
@@ -201,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialects", default="sqlite,postgres")
     parser.add_argument(
         "--sections",
-        default="nlq,warehouse,access,disclosure,scrub,audit",
-        help="comma-separated: nlq, warehouse, access, disclosure, scrub, audit",
+        default="nlq,warehouse,access,disclosure,scrub,audit,web",
+        help="comma-separated: nlq, warehouse, access, disclosure, scrub, audit, web",
     )
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
@@ -220,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     disclosure = bench_results(args.repeats) if "disclosure" in sections else None
     scrubbing = bench_scrub(args.repeats) if "scrub" in sections else None
     audit = _bench_audit(args.repeats) if "audit" in sections else None
+    web = _bench_web() if "web" in sections else None
     for result in results:
         print(
             f"\n== warehouse on {result['dialect']}: {result['patients']:,} patients, "
@@ -255,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 "disclosure": disclosure,
                 "scrubbing": scrubbing,
                 "audit": audit,
+                "web": web,
             },
             indent=2,
         )

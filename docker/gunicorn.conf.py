@@ -15,3 +15,13 @@ accesslog = "-"
 # The path without its query string, and no referrer: query strings and referring pages may carry a
 # patient number or a search (the default format logs both).
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+
+def post_worker_init(worker: object) -> None:
+    """Load the question engine's models (spaCy, the classifier) and the pipeline's modules before the
+    worker takes requests: otherwise the first question each new worker gets waits several seconds."""
+    import hisplatform.queries  # noqa: F401
+    from nlquery import classifier
+
+    classifier.nlp()
+    classifier.load()

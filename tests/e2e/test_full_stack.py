@@ -96,6 +96,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             f"127.0.0.1:{port}",
             "--workers",
             "2",
+            # gunicorn 27's control socket is one path per user: another gunicorn here (a bench) would clash.
+            "--no-control-socket",
         ],
         "worker": [
             sys.executable,
