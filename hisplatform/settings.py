@@ -161,6 +161,8 @@ X_FRAME_OPTIONS = "DENY"
 # Production is served over HTTPS behind a reverse proxy that terminates TLS and says so in
 # X-Forwarded-Proto; the proxy must overwrite that header from clients.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# The container's health check asks over plain HTTP on loopback, behind no proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", not DEBUG) else None
 )

@@ -58,6 +58,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         "ALLOWED_HOSTS": "127.0.0.1",
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
+        # Plain HTTP on loopback: no TLS proxy in front here.
+        "SECURE_SSL_REDIRECT": "0",
         "DATABASE_URL": f"{PG_SERVER}/{name}",
         "CELERY_BROKER_URL": REDIS_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
