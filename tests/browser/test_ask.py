@@ -237,3 +237,19 @@ def test_the_page_works_without_javascript(
         expect(page.locator("caption")).to_have_text("Rows 1 to 25 of 54")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("username", ["nurse.patel", "head.nguyen"])
+def test_a_nurse_and_a_department_head_ask_about_their_ward(
+    watched: tuple[Page, list[str]], live_server: LiveServer, hospital: People, username: str
+) -> None:
+    page, violations = watched
+    _open_ask(page, live_server.url, username)
+    page.get_by_label("Your question").fill("how many patients are currently admitted?")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(_ROWS)).to_have_count(1, timeout=FIRST_ANSWER_MS)
+    count = int(_first_column(page)[0])
+    assert count > 0
+    expect(page.get_by_test_id("sql")).to_have_count(1)  # clinical roles see the SQL that answered
+    shot(page, f"ask-{username}-census")
+    assert violations == []

@@ -11,6 +11,7 @@ from tests.browser.conftest import shot, sign_in
 
 NAV = {
     "dr.carter": ["Ask", "Break-glass", "API tokens"],
+    "nurse.patel": ["Ask", "Break-glass", "API tokens"],
     "head.nguyen": ["Ask", "Break-glass", "API tokens"],
     "res.garcia": ["Ask", "API tokens"],
     "admin.walsh": ["Ask", "Dashboards", "API tokens"],
