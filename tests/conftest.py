@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import psycopg
 import pytest
@@ -20,6 +21,23 @@ from tests.factories import StaffProfileFactory
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PG_SERVER = os.environ.get("PG_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432")
 REFERENCE_DATE = dt.date(2026, 11, 25)
+
+
+# Slow tests of what the application database plays little part in: run once, in the PostgreSQL pass
+# (`make test` runs the suite twice); the fast Django-client tests of the same pages run in both.
+_ONCE: Final = ("tests/browser/", "tests/hisplatform/test_api_fuzz.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    once = pytest.mark.skip(reason="runs in the PostgreSQL application-database pass")
+    root = Path(str(config.rootpath))
+    for item in items:
+        if Path(str(item.path)).relative_to(root).as_posix().startswith(_ONCE):
+            item.add_marker(once)
 
 
 @pytest.fixture(autouse=True, scope="session")
