@@ -57,7 +57,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-# Screenshots of every page a journey visits, kept as test artifacts (CI uploads this folder).
+# Screenshots of every page a journey visits, kept as test artifacts under var/screenshots/.
 SCREENSHOTS = Path(
     os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "var" / "screenshots")
 )
