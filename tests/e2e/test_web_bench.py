@@ -23,10 +23,6 @@ pytestmark = [
     pytest.mark.skipif(
         connection.vendor == "sqlite", reason="runs in the PostgreSQL application-database pass"
     ),
-    # A minute of the suite's 20: `make bench` runs the real thing; BENCH_SMOKE=1 runs this check of it.
-    pytest.mark.skipif(
-        os.environ.get("BENCH_SMOKE") != "1", reason="the web bench's smoke run needs BENCH_SMOKE=1"
-    ),
 ]
 
 
